@@ -1,0 +1,103 @@
+"""``aiida-sseff-engine``: the program the engine CalcJobs run on the compute node.
+
+    aiida-sseff-engine md     [--input engine.json]   # reads structure.xyz
+    aiida-sseff-engine label  [--input engine.json]   # reads structures.xyz
+
+``engine.json`` holds ``{"calculator": {...spec...}, "parameters": {...}}``. Whatever happens, ``report.json`` is
+written with a ``status`` the parser maps to an exit code: ``ok``, ``invalid_input``, ``unknown_element``,
+``md_unstable``, ``atoms_too_close``, ``all_failed``, ``error``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from pathlib import Path
+
+RETURN_CODES = {
+    'ok': 0,
+    'invalid_input': 2,
+    'unknown_element': 10,
+    'md_unstable': 11,
+    'atoms_too_close': 12,
+    'all_failed': 13,
+    'error': 1,
+}
+
+
+def _run_md(config: dict, directory: Path) -> dict:
+    from ase.io import read
+
+    from aiida_sseff.engines.calculators import check_elements, make_calculator
+    from aiida_sseff.engines.md import run_md, validate_md_parameters
+
+    parameters = validate_md_parameters(config.get('parameters', {}))
+    atoms = read(directory / 'structure.xyz', format='extxyz')
+    check_elements(atoms.get_chemical_symbols(), config['calculator'], directory)
+    calculator = make_calculator(config['calculator'], directory)
+    summary = run_md(atoms, calculator, parameters, directory)
+    return {'status': 'ok', **summary}
+
+
+def _run_label(config: dict, directory: Path) -> dict:
+    from aiida_sseff.engines.calculators import check_elements, make_calculator
+    from aiida_sseff.engines.label import label_structures
+    from aiida_sseff.io.structures import read_extxyz, write_extxyz_bytes
+
+    structures = read_extxyz(directory / 'structures.xyz')
+    for structure in structures:
+        structure.calc = None
+    check_elements({s for atoms in structures for s in atoms.get_chemical_symbols()}, config['calculator'], directory)
+    calculator = make_calculator(config['calculator'], directory)
+    labelled, failures, wall = label_structures(structures, calculator)
+    if labelled:
+        (directory / 'labelled.xyz').write_bytes(write_extxyz_bytes(labelled))
+    status = 'ok' if labelled else 'all_failed'
+    return {
+        'status': status,
+        'n_structures': len(structures),
+        'n_labelled': len(labelled),
+        'failures': failures,
+        'wall_time_s': wall,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog='aiida-sseff-engine', description=__doc__.split('\n\n')[0])
+    parser.add_argument('task', choices=('md', 'label'))
+    parser.add_argument('--input', default='engine.json', help='engine input (JSON)')
+    parser.add_argument('--directory', default='.', help='working directory')
+    args = parser.parse_args(argv)
+
+    from aiida_sseff.engines.calculators import CalculatorSpecError, UnknownElementError
+    from aiida_sseff.engines.md import AtomsTooCloseError, MdParameterError, MdUnstableError, write_report
+
+    directory = Path(args.directory)
+    try:
+        config = json.loads((directory / args.input).read_text())
+        from aiida_sseff.engines.calculators import validate_spec
+
+        config['calculator'] = validate_spec(config.get('calculator', {}))
+        report = _run_md(config, directory) if args.task == 'md' else _run_label(config, directory)
+    except (CalculatorSpecError, MdParameterError, FileNotFoundError, json.JSONDecodeError) as exception:
+        report = {'status': 'invalid_input', 'message': str(exception)}
+    except UnknownElementError as exception:
+        report = {'status': 'unknown_element', 'message': str(exception)}
+    except MdUnstableError as exception:
+        report = {'status': 'md_unstable', 'message': str(exception)}
+    except AtomsTooCloseError as exception:
+        report = {'status': 'atoms_too_close', 'message': str(exception)}
+    except Exception as exception:  # anything else: keep the traceback for the user, the parser reports it
+        report = {'status': 'error', 'message': f'{type(exception).__name__}: {exception}',
+                  'traceback': traceback.format_exc()}
+    report['task'] = args.task
+    write_report(directory, report)
+    if report['status'] != 'ok':
+        print(f'aiida-sseff-engine {args.task}: {report["status"]}: {report.get("message", "")}', file=sys.stderr)
+    return RETURN_CODES[report['status']]
+
+
+if __name__ == '__main__':
+    sys.exit(main())

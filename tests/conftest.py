@@ -1,0 +1,41 @@
+"""Shared fixtures: a temporary SQLite profile with the ZeroMQ broker (so the daemon test can submit), the engine code."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ['aiida.tools.pytest_fixtures']
+
+REFERENCE_DIR = Path(__file__).resolve().parents[1].parent / 'shared' / 'reference'
+
+
+@pytest.fixture(scope='session')
+def aiida_profile(aiida_config, aiida_profile_factory):
+    """The test profile: ``core.sqlite_dos`` storage and aiida-core's bundled ZeroMQ broker (no services needed)."""
+    with aiida_profile_factory(aiida_config, storage_backend='core.sqlite_dos', broker_backend='core.zeromq') as profile:
+        yield profile
+
+
+@pytest.fixture(scope='session')
+def reference_dir() -> Path:
+    """The real GPUMD files in ../shared/reference (never copied into the project)."""
+    if not REFERENCE_DIR.is_dir():
+        pytest.skip(f'reference data not found at {REFERENCE_DIR} (it is beside the repository on the dev machines)')
+    return REFERENCE_DIR
+
+
+@pytest.fixture
+def engine_code(aiida_code_installed):
+    """The ``aiida-sseff-engine`` console script of this environment as an InstalledCode on localhost."""
+    executable = shutil.which('aiida-sseff-engine', path=str(Path(sys.executable).parent)) or shutil.which(
+        'aiida-sseff-engine'
+    )
+    if executable is None:
+        pytest.fail('aiida-sseff-engine is not installed: run `pip install -e .`')
+    return aiida_code_installed(
+        label='sseff-engine', default_calc_job_plugin='sseff.engine.md', filepath_executable=executable
+    )
