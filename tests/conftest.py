@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from aiida_sseff.cli.cmd_setup import ENGINE_PREPEND
+
 pytest_plugins = ['aiida.tools.pytest_fixtures']
 
 REFERENCE_DIR = Path(__file__).resolve().parents[1].parent / 'shared' / 'reference'
@@ -29,13 +31,15 @@ def reference_dir() -> Path:
 
 
 @pytest.fixture
-def engine_code(aiida_code_installed):
+def engine_code(aiida_code_installed, aiida_localhost):
     """The ``aiida-sseff-engine`` console script of this environment as an InstalledCode on localhost."""
     executable = shutil.which('aiida-sseff-engine', path=str(Path(sys.executable).parent)) or shutil.which(
         'aiida-sseff-engine'
     )
     if executable is None:
         pytest.fail('aiida-sseff-engine is not installed: run `pip install -e .`')
+    aiida_localhost.set_minimum_job_poll_interval(0.0)  # tests poll a local process: no need to wait 10 s
     return aiida_code_installed(
-        label='sseff-engine', default_calc_job_plugin='sseff.engine.md', filepath_executable=executable
+        label='sseff-engine', default_calc_job_plugin='sseff.engine.md', filepath_executable=executable,
+        prepend_text=ENGINE_PREPEND,
     )

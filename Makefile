@@ -1,0 +1,42 @@
+# Two commands do all the set-up on a fresh machine (see README.md):
+#   make demo   - create .venv, install, create the project-local AiiDA profile, run the main job
+#   make test   - create .venv, install, run the test suite
+# Both are idempotent: a second run skips what is done.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.sseff-installed
+# The project keeps its AiiDA configuration in the checkout, never in the user's home by surprise.
+export AIIDA_PATH := $(CURDIR)/.aiida
+PROFILE ?= sseff
+PROTOCOL ?= fast
+PYTEST_ARGS ?=
+
+.PHONY: install demo test profile clean-profile docs
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
+
+# torch first, pinned: on these machines 2.13.0 is a CPU build on local disk; a bare `torch` requirement pulled in
+# by a dependency would otherwise fetch a multi-GB CUDA build.
+$(STAMP): $(BIN)/python setup.cfg pyproject.toml
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+profile: $(STAMP)
+	$(BIN)/aiida-sseff setup --profile-name $(PROFILE)
+
+demo: profile
+	$(BIN)/aiida-sseff -p $(PROFILE) demo --protocol $(PROTOCOL) --output results
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean-profile:
+	-$(BIN)/verdi -p $(PROFILE) daemon stop
+	rm -rf .aiida
