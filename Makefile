@@ -9,6 +9,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.sseff-installed
 # The project keeps its AiiDA configuration in the checkout, never in the user's home by surprise.
 export AIIDA_PATH := $(CURDIR)/.aiida
+# verdi must be on the PATH for the daemon (aiida-core looks it up there)
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 PROFILE ?= sseff
 PROTOCOL ?= fast
 PYTEST_ARGS ?=
