@@ -26,9 +26,9 @@ def collect_candidates(**snapshots: LabelledDataset) -> LabelledDataset:
 
 @calcfunction
 def select_structures(candidates: LabelledDataset, n_structures: orm.Int) -> LabelledDataset:
-    """Select ``n_structures`` candidates by farthest-point sampling in a descriptor space.
+    """Select ``n_structures`` candidates by farthest-point sampling of untrained-NEP descriptors.
 
-    See :func:`aiida_sseff.workflows.selection.select_indices` for the descriptor used.
+    See :func:`aiida_sseff.workflows.selection.candidate_descriptors` for the descriptor used.
     """
     from aiida_sseff.workflows.selection import select_indices
 
