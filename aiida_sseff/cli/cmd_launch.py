@@ -138,7 +138,7 @@ def cmd_demo(protocol, output):
     click.echo(f'Main job finished in {time.monotonic() - start:.0f} s: pipeline <{node.pk}>')
     for key, value in summary.items():
         click.echo(f'  {key}: {value}')
-    click.echo(f'  provenance: verdi process status {node.pk}; verdi node graph generate {node.pk}')
+    click.echo(f'  provenance: verdi process status {node.pk}; aiida-sseff show pipeline {node.pk}')
     click.echo(f'  archive:    {archive}')
     click.echo(f'  dataset:    {dataset_path}')
     click.echo(f'  plot:       {plot_path}')

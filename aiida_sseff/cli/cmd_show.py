@@ -1,4 +1,4 @@
-"""``aiida-sseff show`` and ``aiida-sseff export``."""
+"""``aiida-sseff show ...`` and ``aiida-sseff export``."""
 
 from __future__ import annotations
 
@@ -10,20 +10,35 @@ from aiida.cmdline.params import arguments
 from aiida_sseff.cli import cmd_root
 
 
-@cmd_root.command('show')
+@cmd_root.group('show')
+def cmd_show():
+    """Summarise a finished workflow (use --help on each)."""
+
+
+@cmd_show.command('process')
 @arguments.PROCESS()
-def cmd_show(process):
-    """Summarise a finished aiida-sseff workflow."""
+def cmd_show_process(process):
+    """Call graph and exit status of any process."""
     from aiida.cmdline.utils.ascii_vis import format_call_graph
 
     click.echo(format_call_graph(process))
-    if process.process_label == 'SseffPipelineWorkChain' and process.is_finished_ok:
-        from aiida_sseff.cli.cmd_launch import pipeline_summary
-
-        for key, value in pipeline_summary(process).items():
-            click.echo(f'{key}: {value}')
-    elif not process.is_finished_ok:
+    if not process.is_finished_ok:
         click.echo(f'exit status {process.exit_status}: {process.exit_message}')
+
+
+@cmd_show.command('pipeline')
+@arguments.PROCESS()
+def cmd_show_pipeline(process):
+    """The main job: MD runs, candidates, labelled dataset."""
+    from aiida.cmdline.utils.ascii_vis import format_call_graph
+
+    from aiida_sseff.cli.cmd_launch import pipeline_summary
+
+    click.echo(format_call_graph(process))
+    if not process.is_finished_ok:
+        raise click.ClickException(f'<{process.pk}> did not finish ok: {process.exit_status} {process.exit_message}')
+    for key, value in pipeline_summary(process).items():
+        click.echo(f'{key}: {value}')
 
 
 @cmd_root.command('export')
