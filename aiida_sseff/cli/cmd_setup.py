@@ -12,16 +12,18 @@ import click
 from aiida_sseff.cli import cmd_root
 
 ENGINE_CODE_LABEL = 'sseff-engine'
+NEPPO_CODE_LABEL = 'neppo'
 # One thread per engine job: several MD jobs run side by side on a small machine, and torch/OpenMP would otherwise
 # start one thread per core in every job and oversubscribe it.
 ENGINE_PREPEND = 'export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}\nexport MKL_NUM_THREADS=${MKL_NUM_THREADS:-1}'
 
 
-def _engine_executable() -> str:
-    candidate = Path(sys.executable).parent / 'aiida-sseff-engine'
-    found = str(candidate) if candidate.exists() else shutil.which('aiida-sseff-engine')
+def _executable(name: str, hint: str) -> str:
+    """A console script of this environment (beside the running Python), else from the PATH."""
+    candidate = Path(sys.executable).parent / name
+    found = str(candidate) if candidate.exists() else shutil.which(name)
     if not found:
-        raise click.ClickException('aiida-sseff-engine is not on the PATH: install aiida-sseff first (pip install -e .)')
+        raise click.ClickException(f'{name} is not on the PATH: {hint}')
     return found
 
 
@@ -73,11 +75,12 @@ def ensure_localhost():
     return computer
 
 
-def ensure_engine_code(computer, label: str = ENGINE_CODE_LABEL):
+def ensure_installed_code(computer, label: str, executable: str, plugin: str, description: str,
+                          prepend_text: str = ''):
+    """An InstalledCode ``label@computer`` for ``executable``; a code pointing elsewhere is renamed, not deleted."""
     from aiida import orm
     from aiida.common.exceptions import MultipleObjectsError, NotExistent
 
-    executable = _engine_executable()
     try:
         code = orm.load_code(f'{label}@{computer.label}')
     except (NotExistent, MultipleObjectsError):
@@ -91,12 +94,29 @@ def ensure_engine_code(computer, label: str = ENGINE_CODE_LABEL):
         label=label,
         computer=computer,
         filepath_executable=executable,
-        default_calc_job_plugin='sseff.engine.md',
-        description='aiida-sseff CPU engine: ASE MD and single points with CHGNet/NEP/MACE',
-        prepend_text=ENGINE_PREPEND,
+        default_calc_job_plugin=plugin,
+        description=description,
+        prepend_text=prepend_text,
     ).store()
     click.echo(f'Created code `{code.full_label}` -> {executable}')
     return code
+
+
+def ensure_engine_code(computer, label: str = ENGINE_CODE_LABEL):
+    executable = _executable('aiida-sseff-engine', 'install aiida-sseff first (pip install -e .)')
+    return ensure_installed_code(computer, label, executable, 'sseff.engine.md',
+                                 'aiida-sseff CPU engine: ASE MD and single points with CHGNet/NEP/MACE', ENGINE_PREPEND)
+
+
+def ensure_neppo_code(computer, label: str = NEPPO_CODE_LABEL):
+    """``neppo`` (NEP training by gradient descent, CPU or GPU), when installed (the `neppo` extra)."""
+    try:
+        executable = _executable('neppo', "install the 'neppo' extra")
+    except click.ClickException as exception:
+        click.echo(f'Skipping the neppo code: {exception.message}')
+        return None
+    return ensure_installed_code(computer, label, executable, 'sseff.nep.train',
+                                 'neppo: NEP training with PyTorch (same files as GPUMD nep)', ENGINE_PREPEND)
 
 
 @cmd_root.command('setup')
@@ -107,5 +127,6 @@ def cmd_setup(profile_name, email):
     """Create or reuse a profile, its localhost computer and the engine code. Idempotent."""
     profile = ensure_profile(profile_name, email)
     computer = ensure_localhost()
-    code = ensure_engine_code(computer)
-    click.echo(f'Ready: profile `{profile.name}`, computer `{computer.label}`, code `{code.full_label}`')
+    codes = [code for code in (ensure_engine_code(computer), ensure_neppo_code(computer)) if code is not None]
+    labels = ', '.join(f'`{code.full_label}`' for code in codes)
+    click.echo(f'Ready: profile `{profile.name}`, computer `{computer.label}`, codes {labels}')

@@ -23,6 +23,7 @@ def test_setup_is_idempotent(aiida_profile, aiida_localhost):
     assert second.exit_code == 0 and 'Created code' not in second.output
     assert orm.load_code('sseff-engine@localhost').pk == code.pk
     assert 'OMP_NUM_THREADS' in code.prepend_text
+    assert orm.load_code('neppo@localhost').filepath_executable.name == 'neppo'
 
 
 def test_dataset_import_show_export(aiida_profile, tmp_path):
