@@ -1,0 +1,755 @@
+"""``sseff.sample``: candidate configurations → farthest-point selection → an unlabelled ``sseff.dataset``.
+
+Candidates come from any combination of
+
+* MD snapshots: the engine MD (:class:`~aiida_sseff.calculations.engine.EngineMdCalculation`) at several
+  temperatures, with a given model (``NepModel``/``MaceModel``) or the CHGNet surrogate;
+* perturbations of a structure: Gaussian rattles of given amplitudes and random strains within a given range, made by
+  the calcfunctions :func:`rattle_structure` and :func:`strain_structure` (so they are in the provenance graph);
+* an existing dataset.
+
+All candidates are merged (labels removed) by :func:`merge_candidates`; :func:`fps_select` picks a subset by greedy
+max-min farthest-point sampling (:mod:`aiida_sseff.analysis.fps`), optionally away from a seed set (an existing
+training set); :func:`~aiida_sseff.data.dataset.subset_dataset` makes the selected dataset from the candidates and the
+picked indices. :class:`ReductionSeriesWorkChain` makes the nested 1/2^n subsets of a labelled set.
+
+The module-level functions :func:`describe_structures`, :func:`select_by_fps` and :func:`series_by_fps` are
+plain Python (ase atoms in, numpy out, no database): the calcfunctions and the ``aiida-sseff sample`` command use them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from aiida import orm
+from aiida.common import AttributeDict
+from aiida.engine import ToContext, WorkChain, calcfunction, if_
+from ase import Atoms
+from ase.data import atomic_numbers
+
+from aiida_sseff.analysis.descriptors import nep_descriptors, rdf_descriptors, untrained_nep_descriptors
+from aiida_sseff.analysis.fps import FPSResult, farthest_point_sampling, reduction_series
+from aiida_sseff.calculations.engine import EngineMdCalculation
+from aiida_sseff.data.dataset import LabelledDataset, subset_dataset
+from aiida_sseff.data.model import NepModel
+from aiida_sseff.protocols.utils import ProtocolMixin
+
+__all__ = (
+    'DESCRIPTORS',
+    'ReductionSeriesWorkChain',
+    'SamplingWorkChain',
+    'describe_structures',
+    'expected_candidates',
+    'fps_select',
+    'json_distances',
+    'merge_candidates',
+    'rattle_structure',
+    'select_by_fps',
+    'series_by_fps',
+    'strain_structure',
+)
+
+DESCRIPTORS = ('nep', 'untrained_nep', 'rdf')
+# Largest Gaussian rattle amplitude (standard deviation per Cartesian component, Å) accepted: beyond it neighbours
+# swap places and the "perturbation" is a different (often unphysical) structure.
+MAX_RATTLE_AMPLITUDE_A = 0.5
+# Largest absolute strain component accepted (fractional): beyond it a strain is not a perturbation.
+MAX_STRAIN = 0.2
+# Two atoms of an input structure closer than this (Å) overlap: no force field or DFT code gives sensible labels.
+MIN_INTERATOMIC_DISTANCE_A = 0.5
+
+
+# --- plain functions (no database) ------------------------------------------------------------------------------------
+def _check_covered(structures: Sequence[Atoms], known: Sequence[str], name: str, what: str) -> None:
+    """Raise ValueError naming ``name``, the index and the element when a structure holds a species not in ``known``."""
+    known_set = set(known)
+    for index, atoms in enumerate(structures):
+        missing = sorted(set(atoms.get_chemical_symbols()) - known_set)
+        if missing:
+            raise ValueError(f'{name}: structure {index} contains {", ".join(missing)}, which {what} does not know '
+                             f'(it knows {", ".join(known)})')
+
+
+def _check_has_species(structures: Sequence[Atoms], species: str, name: str) -> None:
+    for index, atoms in enumerate(structures):
+        if species not in atoms.get_chemical_symbols():
+            raise ValueError(f'{name}: structure {index} has no {species} atoms to average the descriptor over')
+
+
+def describe_structures(structures: Sequence[Atoms], seed_structures: Sequence[Atoms] | None = None,
+                        descriptor: str = 'untrained_nep', model_path=None, per_species: bool = False,
+                        species: str | None = None, names: tuple[str, str] = ('candidates', 'seed set'),
+                        ) -> tuple[np.ndarray, np.ndarray | None, dict]:
+    """Descriptor vectors of candidates and of an optional seed set, in one consistent space.
+
+    :param structures: the candidates (ase.Atoms).
+    :param seed_structures: an existing set the selection should move away from, or None.
+    :param descriptor: ``'nep'`` (a trained model, ``model_path``; calorine's NEP descriptors), ``'untrained_nep'``
+        (a NEP descriptor with random expansion coefficients, species = union of both sets in alphabetical order, the
+        convention of :mod:`aiida_sseff.workflows.selection`) or ``'rdf'`` (smooth pair-distance histograms, 6 Å).
+    :param model_path: the ``nep.txt`` for ``descriptor='nep'``.
+    :param per_species: NEP kinds only: concatenate per-species means (Li environments weigh in).
+    :param species: NEP kinds only: mean over the atoms of this species only.
+    :param names: how the two sets are named in error messages (e.g. their file names).
+    :returns: ``(candidate_descriptors (N, d), seed_descriptors (M, d) or None, info)``; ``info`` holds
+        ``descriptor``, ``elements``, ``dimension``, ``per_species``, ``species``. Components are dimensionless.
+    :raises ValueError: unknown descriptor, an element the model does not know, a structure without ``species``,
+        options that do not apply to the descriptor.
+
+    The untrained-NEP descriptor is scaled per component by 1/(max - min) over all atoms of *both* sets, so it is
+    computed in one call for candidates and seed set together: its values (and min-distances) depend on that batch.
+    """
+    structures = list(structures)
+    seeds = list(seed_structures) if seed_structures is not None else []
+    if not structures:
+        raise ValueError(f'{names[0]}: no structures to select from')
+    if descriptor not in DESCRIPTORS:
+        raise ValueError(f'descriptor must be one of {", ".join(DESCRIPTORS)}; got {descriptor!r}')
+    if descriptor == 'nep' and model_path is None:
+        raise ValueError("descriptor 'nep' needs a trained NEP model (nep.txt)")
+    if descriptor != 'nep' and model_path is not None:
+        raise ValueError(f'a NEP model gives the descriptor itself; it cannot be combined with descriptor '
+                         f'{descriptor!r}')
+    if descriptor == 'rdf' and (per_species or species):
+        raise ValueError('per-species means and a single species apply to the NEP descriptors only (the rdf '
+                         'descriptor is resolved by species pair already)')
+    if species is not None:
+        _check_has_species(structures, species, names[0])
+        _check_has_species(seeds, species, names[1])
+
+    if descriptor == 'nep':
+        from calorine.nep import read_model
+
+        elements = list(read_model(str(model_path)).types)
+        _check_covered(structures, elements, names[0], f'the NEP model {model_path}')
+        _check_covered(seeds, elements, names[1], f'the NEP model {model_path}')
+        candidate = nep_descriptors(structures, model_path, per_species=per_species, species=species)
+        seed = nep_descriptors(seeds, model_path, per_species=per_species, species=species) if seeds else None
+    else:
+        present = {s for atoms in structures + seeds for s in atoms.get_chemical_symbols()}
+        if descriptor == 'untrained_nep':
+            elements = sorted(present)
+            # one call: the 1/(max - min) scaling must be the same for candidates and seed set
+            vectors = untrained_nep_descriptors(structures + seeds, elements, per_species=per_species,
+                                                species=species)
+        else:
+            elements = sorted(present, key=lambda s: atomic_numbers[s])
+            vectors = rdf_descriptors(structures + seeds, elements=elements)
+        candidate = vectors[:len(structures)]
+        seed = vectors[len(structures):] if seeds else None
+    info = {'descriptor': descriptor, 'elements': elements, 'dimension': int(candidate.shape[1]),
+            'per_species': bool(per_species), 'species': species}
+    return candidate, seed, info
+
+
+def select_by_fps(structures: Sequence[Atoms], n_select: int | None = None, min_distance: float | None = None,
+                      seed_structures: Sequence[Atoms] | None = None, descriptor: str = 'untrained_nep',
+                      model_path=None, per_species: bool = False, species: str | None = None,
+                      names: tuple[str, str] = ('candidates', 'seed set')) -> tuple[FPSResult, dict]:
+    """Farthest-point selection of ``structures`` (see :func:`describe_structures` for the descriptor options).
+
+    :param n_select: number to pick (1 <= n_select <= number of candidates); or
+    :param min_distance: keep picking while the farthest remaining candidate is at least this far (descriptor units)
+        from every pick and seed structure. Exactly one of the two.
+    :returns: ``(FPSResult(indices, min_distances), info)``; with a seed set and ``min_distance`` the selection may be
+        empty. ``min_distances[0]`` is ``inf`` for a first pick without a seed set.
+    :raises ValueError: as :func:`describe_structures`, and ``n_select`` larger than the number of candidates.
+    """
+    n = len(structures)
+    if (n_select is None) == (min_distance is None):
+        raise ValueError('give exactly one stop criterion: a number of structures or a minimum distance')
+    if n_select is not None and not 1 <= n_select <= n:
+        raise ValueError(f'{names[0]}: cannot select {n_select} of {n} structures')
+    candidate, seed, info = describe_structures(structures, seed_structures, descriptor, model_path, per_species,
+                                                species, names)
+    result = farthest_point_sampling(candidate, n_select=n_select, min_distance=min_distance, seed_descriptors=seed)
+    return result, info
+
+
+def series_by_fps(structures: Sequence[Atoms], n_levels: int = 7,
+                         seed_structures: Sequence[Atoms] | None = None, descriptor: str = 'untrained_nep',
+                         model_path=None, per_species: bool = False, species: str | None = None,
+                         names: tuple[str, str] = ('dataset', 'seed set')) -> tuple[list[np.ndarray], dict]:
+    """The nested FPS subsets of sizes N // 2^n, n = 1 .. ``n_levels`` (:func:`~aiida_sseff.analysis.fps.reduction_series`).
+
+    :returns: ``(levels, info)``: ``levels[n - 1]`` holds the indices of level n in FPS order; level n is the first
+        N // 2^n entries of level n - 1.
+    :raises ValueError: fewer than 2^n_levels structures, and as :func:`describe_structures`.
+    """
+    n = len(structures)
+    if n // 2**n_levels < 1:
+        raise ValueError(f'{names[0]}: {n} structures cannot be halved {n_levels} times (N / 2^{n_levels} = '
+                         f'{n / 2**n_levels:g} < 1; need at least {2**n_levels} structures or fewer levels)')
+    candidate, seed, info = describe_structures(structures, seed_structures, descriptor, model_path, per_species,
+                                                species, names)
+    return reduction_series(candidate, n_levels=n_levels, seed_descriptors=seed), info
+
+
+def json_distances(values) -> list:
+    """Min-distances as JSON-able floats (``None`` for the ``inf`` of a first pick without a seed set)."""
+    return [float(v) if np.isfinite(v) else None for v in values]
+
+
+def _bare(atoms: Atoms) -> Atoms:
+    """A copy without labels (calculator, forces, energy/stress keys), with the rest of ``info``."""
+    copy = Atoms(atoms.get_chemical_symbols(), atoms.get_positions(), cell=atoms.get_cell(), pbc=atoms.get_pbc())
+    copy.info.update({k: v for k, v in atoms.info.items() if k not in ('energy', 'stress', 'virial', 'free_energy')})
+    return copy
+
+
+def shortest_distance(atoms: Atoms) -> float:
+    """Shortest interatomic distance in Å (periodic images included); ``inf`` for a single atom in a big cell."""
+    from ase.neighborlist import neighbor_list
+
+    for cutoff in (2.0, 4.0, 8.0):
+        distances = neighbor_list('d', atoms, cutoff)
+        if len(distances):
+            return float(distances.min())
+    return float('inf')
+
+
+# --- calcfunctions ----------------------------------------------------------------------------------------------------
+@calcfunction
+def rattle_structure(structure: orm.StructureData, amplitudes: orm.List, n_per_amplitude: orm.Int,
+                     seed: orm.Int) -> LabelledDataset:
+    """``n_per_amplitude`` copies of ``structure`` per amplitude, every Cartesian coordinate displaced by a Gaussian.
+
+    The amplitude is the standard deviation of each displacement component, in Å. Draws come from one
+    ``numpy.random.default_rng(seed)`` stream, amplitude by amplitude. Output structures carry
+    ``info['config_type'] = 'rattle'`` and ``info['rattle_amplitude_A']``.
+    """
+    atoms = structure.get_ase()
+    rng = np.random.default_rng(seed.value)
+    result = []
+    for amplitude in amplitudes.get_list():
+        for _ in range(n_per_amplitude.value):
+            rattled = _bare(atoms)
+            rattled.positions += rng.normal(0.0, float(amplitude), size=rattled.positions.shape)
+            rattled.wrap()
+            rattled.info.update({'config_type': 'rattle', 'rattle_amplitude_A': float(amplitude)})
+            result.append(rattled)
+    return LabelledDataset(result, require_labels=False)
+
+
+@calcfunction
+def strain_structure(structure: orm.StructureData, strain_range: orm.List, n_strains: orm.Int,
+                     seed: orm.Int) -> LabelledDataset:
+    """``n_strains`` copies of ``structure`` under random homogeneous strains.
+
+    Each copy gets a symmetric strain tensor ε whose six independent components are drawn from
+    U(strain_range[0], strain_range[1]) (fractional, dimensionless); the cell becomes ``cell @ (I + ε)`` and the
+    fractional coordinates are kept. Output structures carry ``info['config_type'] = 'strain'`` and
+    ``info['strain_voigt']`` (xx, yy, zz, yz, xz, xy).
+    """
+    low, high = (float(v) for v in strain_range.get_list())
+    atoms = structure.get_ase()
+    rng = np.random.default_rng(seed.value)
+    result = []
+    for _ in range(n_strains.value):
+        voigt = rng.uniform(low, high, size=6)
+        xx, yy, zz, yz, xz, xy = voigt
+        epsilon = np.array([[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]])
+        strained = _bare(atoms)
+        strained.set_cell(atoms.get_cell().array @ (np.eye(3) + epsilon), scale_atoms=True)
+        strained.info.update({'config_type': 'strain', 'strain_voigt': voigt})
+        result.append(strained)
+    return LabelledDataset(result, require_labels=False)
+
+
+@calcfunction
+def merge_candidates(**sources: LabelledDataset) -> LabelledDataset:
+    """All candidate structures, labels removed, sources in sorted key order; ``info['candidate_source']`` = key."""
+    result = []
+    for key in sorted(sources):
+        for atoms in sources[key].get_ase():
+            bare = _bare(atoms)
+            bare.info['candidate_source'] = key
+            result.append(bare)
+    return LabelledDataset(result, require_labels=False)
+
+
+@calcfunction
+def fps_select(candidates: LabelledDataset, descriptor: orm.Str, per_species: orm.Bool,
+               n_structures: orm.Int | None = None, min_distance: orm.Float | None = None,
+               species: orm.Str | None = None, seed_set: LabelledDataset | None = None,
+               model: NepModel | None = None) -> dict:
+    """Farthest-point selection of ``candidates`` (see :func:`select_by_fps`).
+
+    :returns: ``indices`` (List of candidate indices, in the order picked; possibly empty with a seed set and a
+        ``min_distance``) and ``report`` (Dict: ``min_distances`` per pick, None for the first pick without a seed set;
+        ``descriptor``, ``elements``, ``dimension``, ``per_species``, ``species``, ``n_candidates``, ``n_seed``).
+    """
+    structures = candidates.get_ase()
+    seeds = seed_set.get_ase() if seed_set is not None else None
+    options = {'descriptor': descriptor.value, 'per_species': per_species.value,
+               'species': species.value if species is not None else None,
+               'n_select': n_structures.value if n_structures is not None else None,
+               'min_distance': min_distance.value if min_distance is not None else None}
+    if model is not None:
+        with model.as_path() as path:
+            result, info = select_by_fps(structures, seed_structures=seeds, model_path=path, **options)
+        info['model_sha256'] = model.sha256
+    else:
+        result, info = select_by_fps(structures, seed_structures=seeds, **options)
+    report = {**info, 'min_distances': json_distances(result.min_distances), 'n_candidates': len(structures),
+              'n_seed': len(seeds or [])}
+    return {'indices': orm.List([int(i) for i in result.indices]), 'report': orm.Dict(report)}
+
+
+# --- input validation -------------------------------------------------------------------------------------------------
+def _validate_selection(selection: dict, model_elements: list | None, elements: set) -> str | None:
+    has_n = 'n_structures' in selection
+    has_d = 'min_distance' in selection
+    if has_n == has_d:
+        return 'give exactly one of selection.n_structures and selection.min_distance'
+    if has_n and selection['n_structures'].value < 1:
+        return f'selection.n_structures must be at least 1; got {selection["n_structures"].value}'
+    if has_d and not (np.isfinite(selection['min_distance'].value) and selection['min_distance'].value >= 0):
+        return f'selection.min_distance must be a finite number >= 0; got {selection["min_distance"].value}'
+    return _validate_descriptor(selection, model_elements, elements, 'selection.')
+
+
+def _validate_descriptor(inputs: dict, model_elements: list | None, elements: set, prefix: str) -> str | None:
+    descriptor = inputs['descriptor'].value if 'descriptor' in inputs else None
+    model = inputs.get('model')
+    if descriptor is not None and descriptor not in DESCRIPTORS:
+        return f'{prefix}descriptor must be one of {", ".join(DESCRIPTORS)}; got `{descriptor}`'
+    if descriptor == 'nep' and model is None:
+        return f"{prefix}descriptor 'nep' needs {prefix}model (a NepModel)"
+    if model is not None and descriptor not in (None, 'nep'):
+        return f'{prefix}model gives NEP descriptors; it cannot be combined with {prefix}descriptor `{descriptor}`'
+    species = inputs['species'].value if 'species' in inputs else None
+    per_species = inputs['per_species'].value if 'per_species' in inputs else False  # explicit choices only
+    if species is not None and per_species:
+        return f'{prefix}species and {prefix}per_species exclude each other: set per_species to False'
+    if descriptor == 'rdf' and (species is not None or per_species):
+        return f'{prefix}per_species and {prefix}species apply to NEP descriptors only (rdf is resolved by species pair)'
+    if model_elements is not None and elements:
+        missing = sorted(elements - set(model_elements))
+        if missing:
+            return (f'{prefix}model does not know the element(s) {", ".join(missing)} of the candidates '
+                    f'(it knows {", ".join(model_elements)})')
+    if species is not None and elements and species not in elements:
+        return f'{prefix}species `{species}` is not among the elements of the candidates ({", ".join(sorted(elements))})'
+    return None
+
+
+def _validate_perturbations(perturbations: dict) -> str | None:
+    amplitudes = perturbations.get('rattle_amplitudes')
+    strain_range = perturbations.get('strain_range')
+    if amplitudes is None and strain_range is None:
+        return 'perturbations needs rattle_amplitudes and/or strain_range'
+    if amplitudes is not None:
+        values = amplitudes.get_list()
+        if not values:
+            return 'perturbations.rattle_amplitudes is empty'
+        for value in values:
+            if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value) \
+                    or not 0 < value <= MAX_RATTLE_AMPLITUDE_A:
+                return (f'perturbations.rattle_amplitudes must be numbers in (0, {MAX_RATTLE_AMPLITUDE_A}] Å (the '
+                        f'standard deviation of each displacement component); got {values}')
+        if perturbations.get('n_rattles') is not None and perturbations['n_rattles'].value < 1:
+            return 'perturbations.n_rattles must be at least 1'
+    if strain_range is not None:
+        values = strain_range.get_list()
+        if len(values) != 2 or not all(isinstance(v, int | float) and np.isfinite(v) for v in values):
+            return f'perturbations.strain_range must be two numbers [min, max] (fractional strain); got {values}'
+        if not values[0] <= values[1] or max(abs(v) for v in values) > MAX_STRAIN:
+            return (f'perturbations.strain_range must satisfy -{MAX_STRAIN} <= min <= max <= {MAX_STRAIN} '
+                    f'(fractional strain, e.g. [-0.03, 0.03]); got {values}')
+        if perturbations.get('n_strains') is not None and perturbations['n_strains'].value < 1:
+            return 'perturbations.n_strains must be at least 1'
+    return None
+
+
+def _validate_md(md: dict) -> str | None:
+    temperatures = md['temperatures'].get_list() if 'temperatures' in md else []
+    if not temperatures:
+        return 'md.temperatures is empty: give the temperatures (K) of the MD runs'
+    if any(isinstance(t, bool) or not isinstance(t, int | float) or not t > 0 for t in temperatures):
+        return f'md.temperatures must be positive numbers (K); got {temperatures}'
+    if len(set(temperatures)) != len(temperatures):
+        return f'md.temperatures has duplicates: {temperatures}'
+    if 'parameters' not in md:
+        return 'md.parameters is required (MD parameters of the engine, without temperature_K)'
+    parameters = md['parameters'].get_dict()
+    if 'temperature_K' in parameters:
+        return 'give temperatures in md.temperatures, not md.parameters.temperature_K'
+    snapshot = parameters.get('snapshot_interval', 0)
+    if not snapshot:
+        return 'md.parameters.snapshot_interval must be > 0: the snapshots are the candidates'
+    if snapshot > parameters.get('n_steps', 1000):
+        return 'md.parameters.snapshot_interval is longer than n_steps: the MD would give no snapshot'
+    if 'code' not in md:
+        return 'md.code (the aiida-sseff-engine code) is required to run the MD'
+    if 'calculator' not in md:
+        return 'md.calculator is required: e.g. {"kind": "chgnet"}, or {"kind": "nep"} with md.model'
+    return None
+
+
+def expected_candidates(inputs) -> int:
+    """Number of candidates the inputs will give (MD: n_steps // snapshot_interval per temperature)."""
+    from aiida_sseff.engines.md import DEFAULT_MD_PARAMETERS
+
+    count = 0
+    if 'md' in inputs and inputs['md']:
+        parameters = {**DEFAULT_MD_PARAMETERS, **inputs['md']['parameters'].get_dict()}
+        count += len(inputs['md']['temperatures'].get_list()) * (parameters['n_steps'] //
+                                                                  parameters['snapshot_interval'])
+    perturbations = inputs.get('perturbations') or {}
+    defaults = SamplingWorkChain.defaults
+    if 'rattle_amplitudes' in perturbations:
+        n_rattles = perturbations['n_rattles'].value if 'n_rattles' in perturbations else defaults.n_rattles
+        count += len(perturbations['rattle_amplitudes'].get_list()) * n_rattles
+    if 'strain_range' in perturbations:
+        count += perturbations['n_strains'].value if 'n_strains' in perturbations else defaults.n_strains
+    if 'candidates' in inputs:
+        count += inputs['candidates'].n_structures
+    return count
+
+
+def _validate_sampling(inputs, _):
+    md = inputs.get('md') or {}
+    perturbations = inputs.get('perturbations') or {}
+    if not md and not perturbations and 'candidates' not in inputs:
+        return ('no source of candidates: give md (MD snapshots), perturbations (rattles/strains of `structure`) '
+                'and/or candidates (an existing dataset)')
+    if (md or perturbations) and 'structure' not in inputs:
+        return 'md and perturbations start from `structure`: give it'
+    elements: set = set()
+    if 'structure' in inputs:
+        structure = inputs['structure']
+        elements |= set(structure.get_symbols_set())
+        atoms = structure.get_ase()
+        if len(atoms) > 1:
+            distance = shortest_distance(atoms)
+            if distance < MIN_INTERATOMIC_DISTANCE_A:
+                return (f'the structure has overlapping atoms: two are {distance:.3f} Å apart (less than '
+                        f'{MIN_INTERATOMIC_DISTANCE_A} Å)')
+    if md:
+        message = _validate_md(md)
+        if message:
+            return message
+        md_model = md.get('model')
+        if md_model is not None and md_model.elements and 'structure' in inputs:
+            missing = sorted(set(inputs['structure'].get_symbols_set()) - set(md_model.elements))
+            if missing:
+                return (f'md.model does not know the element(s) {", ".join(missing)} of the structure (it knows '
+                        f'{", ".join(md_model.elements)})')
+    if perturbations:
+        message = _validate_perturbations(perturbations)
+        if message:
+            return message
+    if 'candidates' in inputs:
+        elements |= set(inputs['candidates'].elements or [])
+    if 'seed_set' in inputs:
+        elements |= set(inputs['seed_set'].elements or [])
+    selection = inputs.get('selection') or {}
+    model = selection.get('model')
+    message = _validate_selection(selection, model.elements if model is not None else None, elements)
+    if message:
+        return message
+    if 'n_structures' in selection:
+        expected = expected_candidates(inputs)
+        if selection['n_structures'].value > expected:
+            return (f'selection.n_structures = {selection["n_structures"].value} is larger than the '
+                    f'{expected} candidates the inputs give: sample more or select fewer')
+    return None
+
+
+# --- work chains ------------------------------------------------------------------------------------------------------
+def _selection_ports(spec, namespace: str = '') -> None:
+    """The descriptor inputs shared by both work chains, in ``namespace`` (top level when empty)."""
+    prefix = f'{namespace}.' if namespace else ''
+    spec.input(f'{prefix}descriptor', valid_type=orm.Str, required=False,
+               help="'untrained_nep' (default without a model), 'rdf', or 'nep' (default with `model`).")
+    spec.input(f'{prefix}model', valid_type=NepModel, required=False,
+               help='A trained NEP model: its descriptors (calorine) define the distances.')
+    spec.input(f'{prefix}per_species', valid_type=orm.Bool, required=False,
+               help='NEP descriptors: concatenate per-species means so that Li environments weigh in (default True '
+                    'for the NEP descriptors unless `species` is given; not for rdf).')
+    spec.input(f'{prefix}species', valid_type=orm.Str, required=False,
+               help='NEP descriptors: average over the atoms of this species only (needs per_species False).')
+
+
+def _descriptor_inputs(namespace) -> dict:
+    """Keyword arguments of :func:`fps_select` from a selection namespace of the inputs."""
+    model = namespace.get('model')
+    descriptor = namespace['descriptor'] if 'descriptor' in namespace else orm.Str('nep' if model else 'untrained_nep')
+    if 'per_species' in namespace:
+        per_species = namespace['per_species']
+    else:
+        per_species = orm.Bool(descriptor.value != 'rdf' and 'species' not in namespace)
+    inputs = {'descriptor': descriptor, 'per_species': per_species}
+    if 'species' in namespace:
+        inputs['species'] = namespace['species']
+    if model is not None:
+        inputs['model'] = model
+    return inputs
+
+
+class SamplingWorkChain(ProtocolMixin, WorkChain):
+    """Candidates (MD snapshots, rattles/strains, an existing dataset) → FPS selection → unlabelled ``sseff.dataset``."""
+
+    _protocol_file = 'sampling.yaml'
+
+    defaults = AttributeDict({
+        'n_rattles': 4,  # structures per rattle amplitude
+        'n_strains': 4,
+        'seed': 1,  # of the rattle and strain draws
+    })
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input('structure', valid_type=orm.StructureData, required=False,
+                   help='The starting structure of the MD runs and of the rattles/strains (periodic).')
+        spec.expose_inputs(EngineMdCalculation, namespace='md', exclude=('structure',),
+                           namespace_options={'required': False, 'populate_defaults': False,
+                                              'help': 'MD sampling with the engine, one run per temperature.'})
+        spec.input('md.temperatures', valid_type=orm.List, required=False,
+                   help='Temperatures (K), one MD run each (seeds: md.parameters.seed + index).')
+        spec.input_namespace('perturbations', required=False, populate_defaults=False,
+                             help='Rattles and strains of `structure`.')
+        spec.input('perturbations.rattle_amplitudes', valid_type=orm.List, required=False,
+                   help=f'Standard deviations (Å) of the Gaussian displacements, each in (0, '
+                        f'{MAX_RATTLE_AMPLITUDE_A}].')
+        spec.input('perturbations.n_rattles', valid_type=orm.Int, required=False,
+                   help=f'Rattled structures per amplitude (default {cls.defaults.n_rattles}).')
+        spec.input('perturbations.strain_range', valid_type=orm.List, required=False,
+                   help='[min, max] of the strain components (fractional), e.g. [-0.03, 0.03].')
+        spec.input('perturbations.n_strains', valid_type=orm.Int, required=False,
+                   help=f'Strained structures (default {cls.defaults.n_strains}).')
+        spec.input('perturbations.seed', valid_type=orm.Int, required=False,
+                   help=f'Seed of the rattle and strain draws (default {cls.defaults.seed}).')
+        spec.input('candidates', valid_type=LabelledDataset, required=False,
+                   help='Existing structures to select from (labels, if any, are dropped).')
+        spec.input('seed_set', valid_type=LabelledDataset, required=False,
+                   help='An existing training set: the selection moves away from it (not selected itself).')
+        spec.input_namespace('selection', help='Farthest-point selection.')
+        spec.input('selection.n_structures', valid_type=orm.Int, required=False, help='How many to select.')
+        spec.input('selection.min_distance', valid_type=orm.Float, required=False,
+                   help='Alternatively: select while the farthest candidate is at least this far (descriptor units).')
+        _selection_ports(spec, 'selection')
+        spec.inputs.validator = _validate_sampling
+
+        spec.outline(
+            cls.setup,
+            if_(cls.should_run_md)(cls.run_md, cls.inspect_md),
+            cls.make_candidates,
+            cls.select,
+        )
+
+        spec.output('candidates', valid_type=LabelledDataset, help='All candidates, unlabelled.')
+        spec.output('selected', valid_type=LabelledDataset, help='The selected candidates (unlabelled), FPS order.')
+        spec.output('indices', valid_type=orm.List, help='Indices of the selected candidates, in the order picked.')
+        spec.output('report', valid_type=orm.Dict, help='Min-distance of each pick and the descriptor used.')
+
+        spec.exit_code(401, 'ERROR_MD_FAILED', message='The sampling MD failed at {temperatures} K: {messages}')
+        spec.exit_code(403, 'ERROR_TOO_FEW_CANDIDATES',
+                       message='Only {n_candidates} candidates for {n_structures} structures: sample more.')
+        spec.exit_code(404, 'ERROR_EMPTY_SELECTION',
+                       message='No candidate is {min_distance} or farther from the seed set: the selection is empty '
+                               '(lower selection.min_distance, or the seed set covers these candidates already).')
+
+    @classmethod
+    def get_builder_from_protocol(cls, code=None, structure=None, protocol=None, overrides=None, options=None,
+                                  model=None, candidates=None, seed_set=None):
+        """A ready builder from a protocol (``fast``, ``balanced``, ``stringent``) merged with ``overrides``.
+
+        :param code: the ``aiida-sseff-engine`` code; None skips the MD (perturbations and/or ``candidates`` only).
+        :param structure: the structure to run MD on and to rattle/strain; None skips MD and perturbations.
+        :param options: CalcJob ``metadata.options`` of the MD runs.
+        :param model: a NepModel or MaceModel that drives the MD (instead of CHGNet); a NepModel also gives the
+            selection descriptor.
+        :param candidates: an existing dataset to select from as well.
+        :param seed_set: an existing training set to move away from.
+
+        With ``overrides={'selection': {'min_distance': d}}`` (and no ``n_structures`` in the overrides) the
+        selection stops at the distance instead of the protocol's count.
+        """
+        from aiida_sseff.data.model import MaceModel
+
+        inputs = cls.get_protocol_inputs(protocol, overrides)
+        builder = cls.get_builder()
+        if structure is not None:
+            builder.structure = structure
+            if code is not None:
+                md = inputs['md']
+                builder.md.code = code
+                builder.md.temperatures = orm.List([float(t) for t in md['temperatures']])
+                builder.md.parameters = orm.Dict(md['parameters'])
+                calculator = dict(md['calculator'])
+                if model is not None:
+                    calculator['kind'] = 'nep' if isinstance(model, NepModel) else 'mace'
+                    builder.md.model = model
+                builder.md.calculator = orm.Dict(calculator)
+                if options:
+                    builder.md.metadata.options = options
+            perturbations = inputs['perturbations']
+            if perturbations.get('rattle_amplitudes'):
+                builder.perturbations.rattle_amplitudes = orm.List([float(a) for a in
+                                                                    perturbations['rattle_amplitudes']])
+                builder.perturbations.n_rattles = orm.Int(perturbations['n_rattles'])
+            if perturbations.get('strain_range'):
+                builder.perturbations.strain_range = orm.List([float(a) for a in perturbations['strain_range']])
+                builder.perturbations.n_strains = orm.Int(perturbations['n_strains'])
+            if perturbations.get('rattle_amplitudes') or perturbations.get('strain_range'):
+                builder.perturbations.seed = orm.Int(perturbations['seed'])
+        elif model is not None and isinstance(model, MaceModel):
+            raise ValueError('a MaceModel only drives the MD, which needs a structure and a code')
+        if candidates is not None:
+            builder.candidates = candidates
+        if seed_set is not None:
+            builder.seed_set = seed_set
+        selection = inputs['selection']
+        given = (overrides or {}).get('selection', {})
+        if selection.get('min_distance') is not None and 'n_structures' not in given:
+            builder.selection.min_distance = orm.Float(selection['min_distance'])
+        else:
+            if selection.get('n_structures') is not None:
+                builder.selection.n_structures = orm.Int(selection['n_structures'])
+            if selection.get('min_distance') is not None:
+                builder.selection.min_distance = orm.Float(selection['min_distance'])
+        if selection.get('per_species') is not None:
+            builder.selection.per_species = orm.Bool(selection['per_species'])
+        if selection.get('descriptor'):
+            builder.selection.descriptor = orm.Str(selection['descriptor'])
+        if isinstance(model, NepModel):
+            builder.selection.model = model
+        return builder
+
+    def setup(self):
+        self.ctx.sources = {}
+
+    def should_run_md(self):
+        return bool(self.inputs.get('md'))
+
+    def run_md(self):
+        inputs = AttributeDict(self.exposed_inputs(EngineMdCalculation, namespace='md'))
+        parameters = inputs.parameters.get_dict()
+        base_seed = int(parameters.get('seed', 1))
+        metadata = dict(inputs.get('metadata', {}))
+        self.ctx.md_labels = []
+        jobs = {}
+        for index, temperature in enumerate(float(t) for t in self.inputs.md.temperatures.get_list()):
+            label = f'md_{temperature:g}K'
+            job = AttributeDict(inputs)
+            job.structure = self.inputs.structure
+            # a different seed per temperature: independent samples, not one trajectory rescaled
+            job.parameters = orm.Dict({**parameters, 'temperature_K': temperature, 'seed': base_seed + index})
+            job.metadata = {**metadata, 'label': label, 'call_link_label': label}
+            jobs[label] = self.submit(EngineMdCalculation, **job)
+            self.ctx.md_labels.append((label, temperature))
+            self.report(f'submitted {label} <{jobs[label].pk}>')
+        return ToContext(**jobs)
+
+    def inspect_md(self):
+        failed = [(t, self.ctx[label]) for label, t in self.ctx.md_labels
+                  if not self.ctx[label].is_finished_ok or 'snapshots' not in self.ctx[label].outputs]
+        if failed:
+            return self.exit_codes.ERROR_MD_FAILED.format(
+                temperatures=', '.join(f'{t:g}' for t, _ in failed),
+                messages='; '.join(f'{t:g} K: {node.exit_message or node.process_state.value}' for t, node in failed))
+        for label, temperature in self.ctx.md_labels:
+            self.ctx.sources[f'md_T{int(round(temperature)):05d}K'] = self.ctx[label].outputs.snapshots
+
+    def make_candidates(self):
+        structure = self.inputs.get('structure')
+        perturbations = self.inputs.get('perturbations') or {}
+        seed = perturbations.get('seed') or orm.Int(self.defaults.seed)
+        if 'rattle_amplitudes' in perturbations:
+            n_rattles = perturbations.get('n_rattles') or orm.Int(self.defaults.n_rattles)
+            self.ctx.sources['rattles'] = rattle_structure(structure, perturbations['rattle_amplitudes'], n_rattles,
+                                                           seed)
+        if 'strain_range' in perturbations:
+            n_strains = perturbations.get('n_strains') or orm.Int(self.defaults.n_strains)
+            self.ctx.sources['strains'] = strain_structure(structure, perturbations['strain_range'], n_strains, seed)
+        if 'candidates' in self.inputs:
+            self.ctx.sources['dataset'] = self.inputs.candidates
+        self.ctx.candidates = merge_candidates(**self.ctx.sources)
+        self.out('candidates', self.ctx.candidates)
+        self.report(f'{self.ctx.candidates.n_structures} candidates from {", ".join(sorted(self.ctx.sources))}')
+
+    def select(self):
+        selection = self.inputs.selection
+        n_candidates = self.ctx.candidates.n_structures
+        inputs = _descriptor_inputs(selection)
+        if 'n_structures' in selection:
+            if selection.n_structures.value > n_candidates:
+                return self.exit_codes.ERROR_TOO_FEW_CANDIDATES.format(n_candidates=n_candidates,
+                                                                       n_structures=selection.n_structures.value)
+            inputs['n_structures'] = selection.n_structures
+        else:
+            inputs['min_distance'] = selection.min_distance
+        if 'seed_set' in self.inputs:
+            inputs['seed_set'] = self.inputs.seed_set
+        result = fps_select(self.ctx.candidates, **inputs)
+        self.out('indices', result['indices'])
+        self.out('report', result['report'])
+        if not result['indices'].get_list():
+            return self.exit_codes.ERROR_EMPTY_SELECTION.format(min_distance=selection.min_distance.value)
+        selected = subset_dataset(self.ctx.candidates, result['indices'])
+        self.out('selected', selected)
+        self.report(f'selected {selected.n_structures} of {n_candidates} candidates')
+
+
+def _validate_series(inputs, _):
+    n_structures = inputs['dataset'].n_structures
+    n_levels = inputs['n_levels'].value
+    if n_levels < 1:
+        return f'n_levels must be at least 1; got {n_levels}'
+    if n_structures // 2**n_levels < 1:
+        return (f'the dataset has {n_structures} structures: {n_levels} halvings need at least {2**n_levels} '
+                '(N / 2^n must stay >= 1)')
+    elements = set(inputs['dataset'].elements or [])
+    if 'seed_set' in inputs:
+        elements |= set(inputs['seed_set'].elements or [])
+    model = inputs.get('model')
+    return _validate_descriptor(inputs, model.elements if model is not None else None, elements, '')
+
+
+class ReductionSeriesWorkChain(WorkChain):
+    """The nested FPS subsets of a (labelled) dataset of sizes N // 2^n, n = 1 .. n_levels.
+
+    One FPS run (:func:`fps_select`, N // 2 picks) orders the structures; level 1 is
+    ``subset_dataset(dataset, order)`` and level n is ``subset_dataset(level n-1, first N // 2^n)``: each level is a
+    node made from its parent, so the nesting is the provenance graph itself.
+    """
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input('dataset', valid_type=LabelledDataset, help='The set to reduce (usually labelled).')
+        spec.input('n_levels', valid_type=orm.Int, default=lambda: orm.Int(7), help='Number of halvings.')
+        spec.input('seed_set', valid_type=LabelledDataset, required=False,
+                   help='Optional existing set the first picks move away from.')
+        _selection_ports(spec)
+        spec.inputs.validator = _validate_series
+        spec.outline(cls.order, cls.halve)
+        spec.output('indices', valid_type=orm.List, help='The FPS order of the dataset (N // 2 indices).')
+        spec.output('report', valid_type=orm.Dict, help='Min-distance of each pick and the descriptor used.')
+        spec.output_namespace('series', valid_type=LabelledDataset, dynamic=True,
+                              help='level_1 (N // 2 structures) ... level_n (N // 2^n), each a subset of the previous.')
+
+    def order(self):
+        inputs = _descriptor_inputs(self.inputs)
+        if 'seed_set' in self.inputs:
+            inputs['seed_set'] = self.inputs.seed_set
+        n_structures = self.inputs.dataset.n_structures
+        result = fps_select(self.inputs.dataset, n_structures=orm.Int(n_structures // 2), **inputs)
+        self.out('indices', result['indices'])
+        self.out('report', result['report'])
+        self.ctx.order = result['indices']
+
+    def halve(self):
+        n_structures = self.inputs.dataset.n_structures
+        parent = subset_dataset(self.inputs.dataset, self.ctx.order)
+        self.out('series.level_1', parent)
+        for level in range(2, self.inputs.n_levels.value + 1):
+            # the parent is in FPS order, so its first N // 2^n structures are what FPS stopped there would pick
+            parent = subset_dataset(parent, orm.List(list(range(n_structures // 2**level))))
+            self.out(f'series.level_{level}', parent)
+        self.report(f'series of {self.inputs.n_levels.value} levels, sizes '
+                    + ', '.join(str(n_structures // 2**n) for n in range(1, self.inputs.n_levels.value + 1)))
