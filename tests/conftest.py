@@ -19,6 +19,9 @@ REFERENCE_DIR = Path(__file__).resolve().parents[1].parent / 'shared' / 'referen
 def aiida_profile(aiida_config, aiida_profile_factory):
     """The test profile: ``core.sqlite_dos`` storage and aiida-core's bundled ZeroMQ broker (no services needed)."""
     with aiida_profile_factory(aiida_config, storage_backend='core.sqlite_dos', broker_backend='core.zeromq') as profile:
+        # circus answers slowly on a loaded 2-core machine; the 2 s default made daemon start/stop time out there
+        aiida_config.set_option('daemon.timeout', 60, scope=profile.name)
+        aiida_config.store()
         yield profile
 
 
