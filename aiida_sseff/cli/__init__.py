@@ -15,4 +15,4 @@ def cmd_root():
 
 
 # Sub-commands register themselves on import.
-from aiida_sseff.cli import cmd_analyze, cmd_launch, cmd_sample, cmd_setup, cmd_show  # noqa: E402, F401
+from aiida_sseff.cli import cmd_analyze, cmd_launch, cmd_sample, cmd_setup, cmd_show, cmd_training  # noqa: E402, F401

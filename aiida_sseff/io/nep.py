@@ -40,6 +40,7 @@ __all__ = [
     'read_virial_out',
     'rmse_from_outputs',
     'validate_nep_parameters',
+    'virial_from_stress',
     'write_nep_in',
 ]
 
@@ -558,3 +559,24 @@ def rmse_from_outputs(
     if 'stress' in outputs:
         result['stress_gpa'] = rmse(*outputs['stress'])
     return result
+
+
+#: 1 eV/Å³ in GPa (GPUMD's PRESSURE_UNIT_CONVERSION, neppo's EV_PER_CUBIC_ANGSTROM_IN_GPA)
+EV_PER_A3_IN_GPA = 160.21766208
+
+
+def virial_from_stress(stress: PredictionTarget, volume_per_atom) -> PredictionTarget:
+    """Virial per atom (eV/atom) from a ``stress_*.out`` table (GPa, virial/volume) and the volume per atom (Å³).
+
+    For runs that write ``stress_*.out`` but no ``virial_*.out`` (newer GPUMD): virial/N = stress x (V/N) / 160.2.
+    ``volume_per_atom`` holds one value per row, so the rows must follow the order of ``train.xyz`` (neppo
+    always; GPUMD only with a full batch or in prediction mode). NaN targets stay NaN.
+
+    :raises ValueError: ``volume_per_atom`` does not have one value per row.
+    """
+    factor = np.asarray(volume_per_atom, dtype=float).reshape(-1)
+    if factor.shape[0] != stress.predicted.shape[0]:
+        raise ValueError(f'volume_per_atom has {factor.shape[0]} values but the stress table has '
+                         f'{stress.predicted.shape[0]} rows; expected one per structure')
+    factor = factor[:, None] / EV_PER_A3_IN_GPA
+    return PredictionTarget(stress.predicted * factor, stress.target * factor)

@@ -1,0 +1,204 @@
+"""``aiida-sseff plot training``, ``show training`` (stored NEP trainings) and ``analyze nep-training`` (a nep/neppo
+run directory, no database)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+from aiida.cmdline.params import arguments
+
+from aiida_sseff.cli.cmd_analyze import cmd_analyze, cmd_plot
+from aiida_sseff.cli.cmd_show import cmd_show
+
+_COLUMNS = (('energy_mev_per_atom', 'energy (meV/atom)'), ('force_mev_per_angstrom', 'force (meV/Å)'),
+            ('virial_mev_per_atom', 'virial (meV/atom)'))
+
+
+def _format(value) -> str:
+    return f'{value:10.3f}' if isinstance(value, int | float) else f'{"-":>10}'
+
+
+def summary_table(summary: dict) -> str:
+    """Text table of :func:`aiida_sseff.parsers.nep.training_summary`: train/test rows, loss.out vs recomputed."""
+    lines = [f'{"set":<6} {"source":<11}' + ''.join(f'{title:>20}' for _, title in _COLUMNS)]
+    for label in ('train', 'test'):
+        for source, key in (('loss.out', 'loss_out'), ('recomputed', 'recomputed')):
+            values = (summary.get(key) or {}).get(label)
+            if values is None:
+                continue
+            note = ''
+            if key == 'recomputed' and (summary.get('virial_from') or {}).get(label) == 'stress_out':
+                note = '  (virial from stress_*.out x V/N)'
+            lines.append(f'{label:<6} {source:<11}' + ''.join(f'{_format(values.get(k)):>20}' for k, _ in _COLUMNS)
+                         + note)
+    return '\n'.join(lines)
+
+
+# --------------------------------------------------------------------------------------------- run directories
+
+
+def analyse_directory(directory: Path, program: str = 'auto') -> tuple[dict, dict]:
+    """Read a nep/neppo run directory; returns (summary of training_summary, raw outputs of
+    read_training_directory). ``program`` 'auto': neppo when nep_best.txt is present, else nep."""
+    from aiida_sseff.io.extxyz import read_train_xyz
+    from aiida_sseff.io.nep import read_nep_in, read_training_directory
+    from aiida_sseff.parsers.nep import rows_follow_input_order, training_summary
+
+    outputs = read_training_directory(directory)
+    if program == 'auto':
+        program = 'neppo' if (directory / 'nep_best.txt').is_file() else 'nep'
+    settings = {}
+    if (directory / 'nep.in').is_file():
+        try:
+            settings = read_nep_in(directory / 'nep.in')
+        except ValueError:
+            settings = {}
+    volume_per_atom, n_structures = {}, {}
+    for label in ('train', 'test'):
+        path = directory / f'{label}.xyz'
+        if outputs[label] and 'virial' not in outputs[label] and path.is_file():
+            frames = read_train_xyz(path)
+            volume_per_atom[label] = [atoms.get_volume() / len(atoms) for atoms in frames]
+            n_structures[label] = len(frames)
+    default_batch = 32 if program == 'neppo' else 1000
+    in_order = rows_follow_input_order(program, int(settings.get('batch', default_batch)), n_structures.get('train'))
+    summary = training_summary(outputs, program, volume_per_atom, rows_in_order=in_order)
+    summary['directory'] = str(directory)
+    return summary, outputs
+
+
+def _parity_sets(outputs: dict) -> dict:
+    return {label: {q: tuple(t) for q, t in outputs[label].items()} for label in ('train', 'test') if outputs[label]}
+
+
+@cmd_analyze.command('nep-training')
+@click.argument('directory', type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option('--program', type=click.Choice(['auto', 'nep', 'neppo']), default='auto', show_default=True,
+              help='Which program wrote the directory (auto: neppo when nep_best.txt exists).')
+@click.option('--json', 'as_json', is_flag=True, help='Print one JSON object instead of a table.')
+@click.option('--plot', 'plot_file', type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help='Also write the loss curves and parity plots to this PNG file.')
+def cmd_analyze_nep_training(directory, program, as_json, plot_file):
+    """Final train/test RMSEs of a nep/neppo run DIRECTORY, as reported in loss.out and recomputed from
+    *_train.out/*_test.out (energy meV/atom, force meV/Å, virial meV/atom)."""
+    try:
+        summary, outputs = analyse_directory(directory, program)
+    except (FileNotFoundError, ValueError) as exception:
+        raise click.ClickException(str(exception)) from exception
+    if plot_file is not None:
+        from aiida_sseff.plots.training import plot_training
+
+        loss = outputs['loss']
+        columns = {c: loss[c].to_numpy() for c in loss.columns} if loss is not None else None
+        plot_training(loss.index.to_numpy() if loss is not None else None, columns, _parity_sets(outputs),
+                      plot_file, title=str(directory))
+        summary['plot'] = str(plot_file)
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+        return
+    header = f'{directory}: program {summary["program"]}'
+    if 'generation' in summary:
+        header += f', loss.out: {summary["n_reports"]} reports up to generation {summary["generation"]}'
+    click.echo(header)
+    click.echo(summary_table(summary))
+    if plot_file is not None:
+        click.echo(f'Plot written to {plot_file}')
+
+
+# ------------------------------------------------------------------------------------------------ stored nodes
+
+
+def training_calcjob(node, replica: str | None = None):
+    """The ``sseff.nep.train`` CalcJobNode behind ``node``: itself, the last one of a NepTrainBaseWorkChain, or that
+    of the best (or the named) replica of a NepTrainingWorkChain. Raises click.ClickException otherwise."""
+    from aiida import orm
+
+    if isinstance(node, orm.CalcJobNode):
+        if node.process_type != 'aiida.calculations:sseff.nep.train':
+            raise click.ClickException(f'<{node.pk}> is a {node.process_label}, not a NEP training')
+        return node
+    if node.process_type == 'aiida.workflows:sseff.train.nep.base':
+        calcjobs = sorted((n for n in node.called if isinstance(n, orm.CalcJobNode)), key=lambda n: n.ctime)
+        if not calcjobs:
+            raise click.ClickException(f'<{node.pk}> has not launched a training yet')
+        return calcjobs[-1]
+    if node.process_type == 'aiida.workflows:sseff.train.nep':
+        if replica is None:
+            if 'summary' not in node.outputs:
+                raise click.ClickException(f'<{node.pk}> has no summary yet; name a replica with --replica')
+            replica = node.outputs.summary['best_replica']
+        children = node.base.links.get_outgoing(link_label_filter=replica).all_nodes()
+        if not children:
+            raise click.ClickException(f'<{node.pk}> has no replica `{replica}`')
+        return training_calcjob(children[0])
+    raise click.ClickException(f'<{node.pk}> ({node.process_label}) is not a NEP training CalcJob or WorkChain')
+
+
+def _stored_parity(calcjob) -> dict:
+    sets = {}
+    for label in ('train', 'test'):
+        key = f'parity_{label}'
+        if key in calcjob.outputs:
+            node = calcjob.outputs[key]
+            names = node.get_arraynames()
+            sets[label] = {q: (node.get_array(f'{q}_predicted'), node.get_array(f'{q}_target'))
+                           for q in ('energy', 'force', 'virial', 'stress') if f'{q}_predicted' in names}
+    return sets
+
+
+@cmd_plot.command('training')
+@arguments.PROCESS()
+@click.option('-o', '--output', 'output', type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help='PNG file (default: training-<pk>.png).')
+@click.option('--replica', default=None, help='Replica of a sseff.train.nep work chain (default: the best).')
+def cmd_plot_training(process, output, replica):
+    """Loss curves and parity plots of a NEP training (CalcJob, base or replica WorkChain)."""
+    from aiida_sseff.plots.training import plot_training
+
+    calcjob = training_calcjob(process, replica)
+    if 'loss' not in calcjob.outputs:
+        raise click.ClickException(f'<{calcjob.pk}> has no loss output (exit status {calcjob.exit_status})')
+    loss = calcjob.outputs.loss
+    columns = {name: loss.get_array(name) for name in loss.get_arraynames() if name != 'generation'}
+    output = output or Path(f'training-{process.pk}.png')
+    plot_training(loss.get_array('generation'), columns, _stored_parity(calcjob), output,
+                  title=f'NEP training <{calcjob.pk}>')
+    click.echo(f'Plot of <{calcjob.pk}> written to {output}')
+
+
+@cmd_show.command('training')
+@arguments.PROCESS()
+def cmd_show_training(process):
+    """Final RMSEs of a NEP training; for sseff.train.nep, the held-out errors of every replica and their spread."""
+    if process.process_type == 'aiida.workflows:sseff.train.nep':
+        if not process.is_finished_ok:
+            click.echo(f'<{process.pk}> did not finish ok: {process.exit_status} {process.exit_message}')
+        if 'replicas' in process.outputs:
+            click.echo(f'held-out errors (CPUNEP on {process.outputs.validation_dataset.n_structures} structures):')
+            click.echo(f'{"replica":<12}' + ''.join(f'{title:>20}' for _, title in _COLUMNS))
+            for label in sorted(process.outputs.replicas):
+                metrics = process.outputs.replicas[label].metrics.get_dict()
+                click.echo(f'{label:<12}' + ''.join(f'{_format(metrics.get(k)):>20}' for k, _ in _COLUMNS))
+        if 'summary' in process.outputs:
+            summary = process.outputs.summary.get_dict()
+            row = ''
+            for key, _ in _COLUMNS:
+                stats = summary.get(key)
+                text = f"{stats['mean']:.2f} ± {stats['std']:.2f}" if stats else '-'
+                row += f'{text:>20}'
+            click.echo(f'{"mean ± std":<12}' + row)
+            click.echo(f'best replica: {summary["best_replica"]} (model <{process.outputs.model.pk}>)')
+        return
+    calcjob = training_calcjob(process)
+    click.echo(f'NEP training <{calcjob.pk}>: exit status {calcjob.exit_status}'
+               + (f' ({calcjob.exit_message})' if calcjob.exit_message else ''))
+    if 'results' not in calcjob.outputs:
+        raise click.ClickException(f'<{calcjob.pk}> has no results output')
+    summary = calcjob.outputs.results.get_dict()
+    click.echo(f'program {summary.get("program")}, generation {summary.get("generation")} of '
+               f'{summary.get("generation_requested")}')
+    click.echo(summary_table(summary))
+    if 'model' in calcjob.outputs:
+        click.echo(f'model <{calcjob.outputs.model.pk}> ({", ".join(calcjob.outputs.model.elements)})')

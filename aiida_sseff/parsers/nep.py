@@ -1,0 +1,238 @@
+"""Parser of ``sseff.nep.train`` (GPUMD ``nep`` / ``neppo train``); it reads only ``self.retrieved``.
+
+The file formats are read by :mod:`aiida_sseff.io.nep`; :func:`training_summary` (no database needed) turns a run
+directory's outputs into the final RMSEs, as reported in ``loss.out`` and as recomputed from ``*_train.out`` /
+``*_test.out`` with GPUMD's definitions. The ``aiida-sseff analyze nep-training`` command uses the same function.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+from aiida import orm
+from aiida.parsers import Parser
+
+__all__ = ['NepTrainParser', 'loss_summary', 'rows_follow_input_order', 'training_summary']
+
+#: relative margin for "the loss decreased": the last total loss must be below (1 - margin) x the first one
+LOSS_DECREASE_MARGIN = 0.01
+#: GPUMD nep writes a loss.out row every 100 generations
+GPUMD_LOSS_INTERVAL = 100
+
+_LOSS_COLUMNS = {'energy_mev_per_atom': 'RMSE_E', 'force_mev_per_angstrom': 'RMSE_F', 'virial_mev_per_atom': 'RMSE_V'}
+
+
+def _clean(value):
+    """JSON-safe float: NaN/inf -> None (AiiDA Dicts are stored as JSON)."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def rows_follow_input_order(program: str, batch: int | None, n_structures: int | None) -> bool:
+    """Whether the rows of ``*_train.out`` follow ``train.xyz``: always for neppo (its evaluation batches keep the
+    file order), for GPUMD only with a full batch (``batch >= n_structures``; it reorders otherwise)."""
+    if program == 'neppo':
+        return True
+    return batch is not None and n_structures is not None and batch >= n_structures
+
+
+def loss_summary(loss, has_test: bool) -> dict:
+    """Last row of ``loss.out`` (DataFrame of :func:`aiida_sseff.io.nep.read_loss`) as RMSEs in meV/atom, meV/Å.
+
+    Returns ``{'train': {...}, 'test': {...} | None}`` with ``energy_mev_per_atom``, ``force_mev_per_angstrom``,
+    ``virial_mev_per_atom`` (None where the column is absent). GPUMD writes zeros in the test columns when there is
+    no test set, so ``test`` is None unless ``has_test``.
+    """
+    last = loss.iloc[-1]
+    result = {}
+    for label in ('train', 'test'):
+        if label == 'test' and not has_test:
+            result[label] = None
+            continue
+        result[label] = {key: _clean(1000.0 * last[f'{column}_{label}']) if f'{column}_{label}' in loss.columns
+                         else None for key, column in _LOSS_COLUMNS.items()}
+    return result
+
+
+def training_summary(outputs: dict, program: str | None = None, volume_per_atom: dict | None = None,
+                     rows_in_order: bool = True) -> dict:
+    """Final RMSEs of a NEP training from :func:`aiida_sseff.io.nep.read_training_directory`'s result.
+
+    :param outputs: ``{'loss': DataFrame | None, 'train': {...}, 'test': {...}}``.
+    :param program: ``'nep'``/``'neppo'`` (recorded only).
+    :param volume_per_atom: ``{'train': array, 'test': array}`` of V/N (Å³/atom) in the order of train.xyz/test.xyz;
+        used to turn ``stress_*.out`` (GPa) into virial RMSEs (meV/atom) when ``virial_*.out`` is absent
+        (stress-only GPUMD runs) and ``rows_in_order`` holds.
+    :returns: dict with ``loss_out`` (RMSEs of the last loss.out row), ``recomputed`` (RMSEs from the ``*.out``
+        files: ``energy_mev_per_atom``, ``force_mev_per_angstrom``, ``virial_mev_per_atom``, ``stress_gpa``),
+        ``generation`` (last reported), ``n_reports``, ``total_loss_first``/``_last``/``_min``, ``virial_from``
+        (``'virial_out'``, ``'stress_out'`` or None). NaN values become None.
+    """
+    from aiida_sseff.io.nep import rmse_from_outputs, virial_from_stress
+
+    summary: dict = {'program': program}
+    recomputed, virial_from = {}, {}
+    for label in ('train', 'test'):
+        files = dict(outputs.get(label) or {})
+        if not files:
+            recomputed[label] = None
+            continue
+        source = 'virial_out' if 'virial' in files else None
+        if 'virial' not in files and 'stress' in files and rows_in_order and volume_per_atom \
+                and volume_per_atom.get(label) is not None \
+                and len(volume_per_atom[label]) == len(files['stress'].predicted):
+            files['virial'] = virial_from_stress(files['stress'], volume_per_atom[label])
+            source = 'stress_out'
+        recomputed[label] = {key: _clean(value) for key, value in rmse_from_outputs(files).items()}
+        virial_from[label] = source
+    summary['recomputed'] = recomputed
+    summary['virial_from'] = virial_from
+    loss = outputs.get('loss')
+    if loss is not None:
+        has_test = bool(outputs.get('test')) or any(
+            c.endswith('_test') and float(np.nanmax(np.abs(loss[c].to_numpy()))) > 0 for c in loss.columns)
+        summary['loss_out'] = loss_summary(loss, has_test)
+        summary['generation'] = int(loss.index[-1])
+        summary['n_reports'] = int(len(loss))
+        total = loss['total_loss'].to_numpy(dtype=float) if 'total_loss' in loss.columns else None
+        if total is not None:
+            summary['total_loss_first'] = _clean(total[0])
+            summary['total_loss_last'] = _clean(total[-1])
+            summary['total_loss_min'] = _clean(np.nanmin(total)) if np.isfinite(total).any() else None
+    return summary
+
+
+def _nan_generation(loss) -> int | None:
+    """First generation whose total loss or a training RMSE is not finite, else None.
+
+    (neppo writes 0 for an RMSE that has no entries but NaN for a diverged total loss; GPUMD writes nan.)
+    """
+    columns = [c for c in loss.columns if c == 'total_loss' or (c.startswith('RMSE_') and c.endswith('_train'))]
+    values = loss[columns].to_numpy(dtype=float)
+    bad = ~np.isfinite(values).all(axis=1)
+    return int(loss.index[np.argmax(bad)]) if bad.any() else None
+
+
+def expected_last_generation(program: str, generation: int) -> int:
+    """The generation of the last ``loss.out`` row of a complete run: neppo reports after its last step; GPUMD
+    every 100 generations (a run of 150 generations ends with the row of generation 100)."""
+    if program == 'neppo' or generation < GPUMD_LOSS_INTERVAL:
+        return generation
+    return generation - generation % GPUMD_LOSS_INTERVAL
+
+
+class NepTrainParser(Parser):
+    """nep.txt -> ``model``; loss.out -> ``loss``; ``*_train.out``/``*_test.out`` -> parity data and ``results``."""
+
+    def parse(self, **kwargs):
+        from aiida_sseff.calculations.nep import (
+            BEST_MODEL_FILENAME,
+            LOSS_FILENAME,
+            MODEL_FILENAME,
+            RESTART_FILENAME,
+            STDERR_FILENAME,
+            resolve_program,
+        )
+        from aiida_sseff.data.model import ModelFileError, NepModel
+        from aiida_sseff.io.nep import read_loss, read_training_directory
+
+        names = set(self.retrieved.base.repository.list_object_names())
+        stderr = ''
+        if STDERR_FILENAME in names:
+            stderr = self.retrieved.base.repository.get_object_content(STDERR_FILENAME)[-2000:]
+        hint = f'stderr ends: {stderr.strip().splitlines()[-1]}' if stderr.strip() else ''
+        for filename in (MODEL_FILENAME, LOSS_FILENAME):
+            if filename not in names:
+                return self.exit_codes.ERROR_MISSING_OUTPUT.format(filename=filename, message=hint)
+
+        program = resolve_program(getattr(self.node.inputs, 'program', None), getattr(self.node.inputs, 'code', None))
+        parameters = self.node.inputs.parameters.get_dict()
+        with self.retrieved.base.repository.as_path() as directory:
+            directory = Path(directory)
+            try:
+                loss = read_loss(directory / LOSS_FILENAME)
+            except (ValueError, IndexError, KeyError) as exception:
+                return self.exit_codes.ERROR_UNREADABLE_OUTPUT.format(filename=LOSS_FILENAME, message=str(exception))
+            try:
+                model = NepModel(directory / MODEL_FILENAME)
+            except ModelFileError as exception:
+                return self.exit_codes.ERROR_INVALID_MODEL.format(message=str(exception))
+            best_model = None
+            if BEST_MODEL_FILENAME in names:
+                try:
+                    best_model = NepModel(directory / BEST_MODEL_FILENAME)
+                except ModelFileError:
+                    self.logger.warning(f'{BEST_MODEL_FILENAME} is not a usable model; left out')
+            try:
+                outputs = read_training_directory(directory)
+            except (ValueError, FileNotFoundError) as exception:
+                return self.exit_codes.ERROR_UNREADABLE_OUTPUT.format(filename='*_train.out/*_test.out',
+                                                                      message=str(exception))
+            restart = None
+            if RESTART_FILENAME in names:
+                restart = orm.SinglefileData(file=str(directory / RESTART_FILENAME), filename=RESTART_FILENAME)
+
+        volume_per_atom = {}
+        for label in ('train', 'test'):
+            dataset = getattr(self.node.inputs, label, None)
+            if dataset is not None and outputs.get(label) and 'virial' not in outputs[label]:
+                volume_per_atom[label] = [atoms.get_volume() / len(atoms) for atoms in dataset.get_ase()]
+        train = getattr(self.node.inputs, 'train', None)
+        n_train = train.n_structures if train is not None else None
+        batch = parameters.get('batch', 1000 if program == 'nep' else 32)
+        summary = training_summary(outputs, program, volume_per_atom,
+                                   rows_in_order=rows_follow_input_order(program, int(batch), n_train))
+        requested = int(parameters.get('generation', 100000))
+        summary['generation_requested'] = requested
+        if n_train is not None and outputs.get('train') and 'energy' in outputs['train']:
+            n_rows = len(outputs['train']['energy'].predicted)
+            if n_rows != n_train:
+                self.logger.warning(f'energy_train.out has {n_rows} rows for {n_train} training structures')
+
+        self.out('model', model)
+        if best_model is not None:
+            self.out('best_model', best_model)
+        self.out('loss', self._loss_node(loss))
+        for label in ('train', 'test'):
+            if outputs.get(label):
+                self.out(f'parity_{label}', self._parity_node(outputs[label]))
+        if restart is not None:
+            self.out('restart', restart)
+        self.out('results', orm.Dict(summary))
+
+        generation = _nan_generation(loss)
+        if generation is not None:
+            return self.exit_codes.ERROR_LOSS_NAN.format(generation=generation)
+        done = int(loss.index[-1])
+        if done < expected_last_generation(program, requested):
+            return self.exit_codes.ERROR_TRAINING_INCOMPLETE.format(done=done, requested=requested)
+        total = loss['total_loss'].to_numpy(dtype=float) if 'total_loss' in loss.columns else None
+        if total is not None and len(total) >= 2 and not total[-1] < (1.0 - LOSS_DECREASE_MARGIN) * total[0]:
+            return self.exit_codes.ERROR_LOSS_NOT_DECREASING.format(
+                first=float(total[0]), first_generation=int(loss.index[0]), last=float(total[-1]),
+                last_generation=done)
+        return None
+
+    @staticmethod
+    def _loss_node(loss) -> orm.ArrayData:
+        node = orm.ArrayData()
+        node.set_array('generation', np.asarray(loss.index, dtype=int))
+        for column in loss.columns:
+            node.set_array(str(column), loss[column].to_numpy(dtype=float))
+        node.base.attributes.set('units', {'RMSE_E': 'eV/atom', 'RMSE_F': 'eV/angstrom', 'RMSE_V': 'eV/atom'})
+        return node
+
+    @staticmethod
+    def _parity_node(files: dict) -> orm.ArrayData:
+        node = orm.ArrayData()
+        units = {'energy': 'eV/atom', 'force': 'eV/angstrom', 'virial': 'eV/atom', 'stress': 'GPa'}
+        for quantity, table in files.items():
+            node.set_array(f'{quantity}_predicted', np.asarray(table.predicted, dtype=float))
+            node.set_array(f'{quantity}_target', np.asarray(table.target, dtype=float))
+        node.base.attributes.set('units', {k: v for k, v in units.items() if k in files})
+        node.base.attributes.set('components', ['xx', 'yy', 'zz', 'xy', 'yz', 'zx'])
+        return node

@@ -1,0 +1,413 @@
+"""NEP training workflows.
+
+- ``sseff.train.nep.base`` (:class:`NepTrainBaseWorkChain`): one ``sseff.nep.train`` CalcJob in a
+  BaseRestartWorkChain. GPUMD ``nep`` out of wall time continues from its ``nep.restart`` for the remaining
+  generations; ``neppo`` (which reads no restart file) is repeated with twice the wall time; a NaN loss with neppo
+  is retried once with a ten times lower learning rate; otherwise a NaN loss or a loss that does not decrease ends
+  the work chain with an exit code that says so.
+- ``sseff.train.nep`` (:class:`NepTrainingWorkChain`): ``n_replicas`` models trained in parallel with different
+  seeds, each evaluated on a held-out set by calorine's CPUNEP in a calcfunction (energy, force, virial RMSE;
+  force RMSE per element), and a summary (mean ± std over replicas). Protocols: ``protocols/training.yaml``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from aiida import orm
+from aiida.common import AttributeDict
+from aiida.engine import (
+    BaseRestartWorkChain,
+    ProcessHandlerReport,
+    ToContext,
+    WorkChain,
+    calcfunction,
+    process_handler,
+    while_,
+)
+
+from aiida_sseff.calculations.nep import NepTrainCalculation, resolve_program
+from aiida_sseff.data.dataset import LabelledDataset
+from aiida_sseff.data.model import NepModel
+from aiida_sseff.protocols.utils import ProtocolMixin
+
+__all__ = [
+    'NepTrainBaseWorkChain',
+    'NepTrainingWorkChain',
+    'evaluate_nep_model',
+    'model_errors',
+    'split_dataset',
+    'summarise_replicas',
+]
+
+#: scalar metrics of :func:`model_errors` that the replica summary averages
+SUMMARY_KEYS = ('energy_mev_per_atom', 'force_mev_per_angstrom', 'virial_mev_per_atom', 'stress_gpa')
+
+
+# ------------------------------------------------------------------------------------------------ calcfunctions
+
+
+def _clean(value):
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def model_errors(calculator, structures) -> dict:
+    """Errors of an ASE calculator against the labels of ``structures`` (GPUMD's definitions, no energy shift).
+
+    Returns ``energy_mev_per_atom`` (RMSE of E/N), ``force_mev_per_angstrom`` (over all 3N components),
+    ``virial_mev_per_atom`` (RMSE of the 6 components of virial/N = -stress·V/N, over structures with a stress
+    label), ``stress_gpa``, ``force_per_element`` (``{element: {rmse_mev_per_angstrom, mae_mev_per_angstrom,
+    n_atoms}}``), ``energy_r2``, ``force_r2``, ``n_structures``, ``n_atoms``. NaN becomes None.
+    """
+    from aiida_sseff.analysis.metrics import per_element_errors, r2_score, rmse
+    from aiida_sseff.io.nep import EV_PER_A3_IN_GPA
+
+    energy_p, energy_t, forces_p, forces_t, symbols = [], [], [], [], []
+    virial_p, virial_t, stress_p, stress_t = [], [], [], []
+    for atoms in structures:
+        n = len(atoms)
+        labels = dict(atoms.calc.results) if atoms.calc is not None else {}
+        energy_t.append(labels['energy'] / n)
+        forces_t.append(np.asarray(labels['forces']))
+        symbols.extend(atoms.get_chemical_symbols())
+        copy = atoms.copy()
+        copy.calc = calculator
+        energy_p.append(copy.get_potential_energy() / n)
+        forces_p.append(copy.get_forces())
+        if 'stress' in labels:
+            volume = atoms.get_volume()
+            target = np.asarray(labels['stress'], dtype=float).reshape(-1)
+            predicted = copy.get_stress(voigt=True)
+            virial_t.append(-target * volume / n)
+            virial_p.append(-predicted * volume / n)
+            stress_t.append(target * EV_PER_A3_IN_GPA)
+            stress_p.append(predicted * EV_PER_A3_IN_GPA)
+    forces_p, forces_t = np.concatenate(forces_p), np.concatenate(forces_t)
+    per_element = per_element_errors(forces_p, forces_t, symbols)
+    result = {
+        'energy_mev_per_atom': 1000.0 * rmse(energy_p, energy_t),
+        'force_mev_per_angstrom': 1000.0 * rmse(forces_p, forces_t),
+        'virial_mev_per_atom': 1000.0 * rmse(virial_p, virial_t) if virial_t else math.nan,
+        'stress_gpa': rmse(stress_p, stress_t) if stress_t else math.nan,
+        'energy_r2': r2_score(energy_p, energy_t),
+        'force_r2': r2_score(forces_p, forces_t),
+    }
+    result = {key: _clean(value) for key, value in result.items()}
+    result['force_per_element'] = {
+        element: {'rmse_mev_per_angstrom': _clean(1000.0 * errors['rmse']),
+                  'mae_mev_per_angstrom': _clean(1000.0 * errors['mae']), 'n_atoms': errors['n'] // 3}
+        for element, errors in per_element.items()}
+    result['n_structures'] = len(energy_t)
+    result['n_atoms'] = len(symbols)
+    return result
+
+
+@calcfunction
+def evaluate_nep_model(model: NepModel, dataset: LabelledDataset) -> orm.Dict:
+    """RMSEs of a NEP model on a labelled dataset, evaluated by calorine's CPUNEP (see :func:`model_errors`;
+    energies meV/atom, forces meV/Å, virials meV/atom, stress GPa)."""
+    return orm.Dict(model_errors(model.get_calculator(), dataset.get_ase()))
+
+
+@calcfunction
+def split_dataset(dataset: LabelledDataset, fraction: orm.Float, seed: orm.Int) -> dict:
+    """Split a dataset into ``train`` and ``validation`` (a random ``fraction``, at least one structure, at least
+    one left for training), with a seeded permutation; structures keep their relative order."""
+    structures = dataset.get_ase()
+    n = len(structures)
+    if n < 2:
+        raise ValueError(f'cannot split a dataset of {n} structure(s) into training and validation sets')
+    n_validation = min(max(1, int(round(fraction.value * n))), n - 1)
+    chosen = np.sort(np.random.default_rng(seed.value).permutation(n)[:n_validation])
+    held_out = set(chosen.tolist())
+    train = [atoms for index, atoms in enumerate(structures) if index not in held_out]
+    validation = [structures[index] for index in chosen]
+    return {'train': LabelledDataset(train), 'validation': LabelledDataset(validation)}
+
+
+@calcfunction
+def summarise_replicas(**metrics: orm.Dict) -> orm.Dict:
+    """Mean, standard deviation (ddof 1; 0 for one replica), minimum and maximum of each error over the replicas,
+    force RMSE per element included, and the replica with the lowest force RMSE (``best_replica``)."""
+    labels = sorted(metrics)
+    data = {label: metrics[label].get_dict() for label in labels}
+
+    def stats(values):
+        values = [v for v in values if v is not None]
+        if not values:
+            return None
+        array = np.asarray(values, dtype=float)
+        return {'mean': float(array.mean()), 'std': float(array.std(ddof=1)) if len(array) > 1 else 0.0,
+                'min': float(array.min()), 'max': float(array.max()), 'values': array.tolist()}
+
+    summary = {key: stats([data[label].get(key) for label in labels]) for key in SUMMARY_KEYS}
+    elements = sorted({e for label in labels for e in data[label].get('force_per_element', {})})
+    summary['force_per_element_mev_per_angstrom'] = {
+        element: stats([data[label].get('force_per_element', {}).get(element, {}).get('rmse_mev_per_angstrom')
+                        for label in labels]) for element in elements}
+    forces = [(data[label].get('force_mev_per_angstrom'), label) for label in labels]
+    forces = [item for item in forces if item[0] is not None]
+    summary['best_replica'] = min(forces)[1] if forces else None
+    summary['replicas'] = labels
+    summary['n_replicas'] = len(labels)
+    summary['n_structures'] = data[labels[0]].get('n_structures') if labels else 0
+    return orm.Dict(summary)
+
+
+# -------------------------------------------------------------------------------------------- base work chain
+
+
+class NepTrainBaseWorkChain(BaseRestartWorkChain):
+    """One NEP training (``sseff.nep.train``) with restarts and clear failures."""
+
+    _process_class = NepTrainCalculation
+
+    defaults = AttributeDict({
+        'walltime_factor': 2.0,  # neppo out of wall time: repeat with this much more wall time
+        'learning_rate_factor': 0.1,  # neppo NaN loss: retry with the learning rates scaled by this
+        'max_learning_rate_reductions': 1,
+        'default_learning_rate': (1e-2, 1e-4),  # neppo's default when nep.in gives none
+    })
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.expose_inputs(NepTrainCalculation, namespace='nep')
+        spec.expose_outputs(NepTrainCalculation)
+        spec.outline(
+            cls.setup,
+            while_(cls.should_run_process)(
+                cls.run_process,
+                cls.inspect_process,
+            ),
+            cls.results,
+        )
+        spec.exit_code(410, 'ERROR_LOSS_NAN',
+                       message='The training diverged (NaN loss) and could not be rescued; lower the learning rate '
+                               '(neppo) or check the dataset for outliers.')
+        spec.exit_code(411, 'ERROR_LOSS_NOT_DECREASING',
+                       message='The loss did not decrease during the training: the learning rate is too small, or '
+                               'the generation count too low to leave the starting point.')
+        spec.exit_code(412, 'ERROR_CANNOT_CONTINUE',
+                       message='The training ran out of time and cannot be continued: {message}')
+
+    def setup(self):
+        super().setup()
+        self.ctx.inputs = AttributeDict(self.exposed_inputs(NepTrainCalculation, 'nep'))
+        self.ctx.program = resolve_program(self.ctx.inputs.get('program'), self.ctx.inputs.code)
+        self.ctx.generation_total = int(self.ctx.inputs.parameters.get_dict().get('generation', 100000))
+        self.ctx.generation_done = 0
+        self.ctx.learning_rate_reductions = 0
+
+    def _parameters(self) -> dict:
+        return self.ctx.inputs.parameters.get_dict()
+
+    @process_handler(priority=500, exit_codes=[NepTrainCalculation.exit_codes.ERROR_SCHEDULER_OUT_OF_WALLTIME,
+                                               NepTrainCalculation.exit_codes.ERROR_TRAINING_INCOMPLETE])
+    def handle_out_of_walltime(self, node):
+        """Out of wall time: GPUMD nep continues from nep.restart for the remaining generations; neppo (no restart
+        file) starts again with more wall time."""
+        if self.ctx.program == 'nep':
+            if 'restart' not in node.outputs:
+                return ProcessHandlerReport(True, self.exit_codes.ERROR_CANNOT_CONTINUE.format(
+                    message='GPUMD wrote no nep.restart before it stopped'))
+            done = int(node.outputs.results.get('generation', 0)) if 'results' in node.outputs else 0
+            self.ctx.generation_done += done
+            remaining = self.ctx.generation_total - self.ctx.generation_done
+            if remaining <= 0:
+                return None
+            self.ctx.inputs.restart = node.outputs.restart
+            self.ctx.inputs.parameters = orm.Dict({**self._parameters(), 'generation': remaining})
+            self.report_error_handled(node, f'continuing from nep.restart for the remaining {remaining} generations')
+            return ProcessHandlerReport(True)
+        options = dict(self.ctx.inputs.get('metadata', {}).get('options', {}))
+        walltime = options.get('max_wallclock_seconds')
+        if not walltime:
+            return ProcessHandlerReport(True, self.exit_codes.ERROR_CANNOT_CONTINUE.format(
+                message='neppo reads no restart file and no max_wallclock_seconds was set to increase'))
+        options['max_wallclock_seconds'] = int(walltime * self.defaults.walltime_factor)
+        self.ctx.inputs.setdefault('metadata', {})['options'] = options
+        self.report_error_handled(node, f'neppo cannot resume: training again with max_wallclock_seconds = '
+                                        f'{options["max_wallclock_seconds"]} s')
+        return ProcessHandlerReport(True)
+
+    @process_handler(priority=400, exit_codes=[NepTrainCalculation.exit_codes.ERROR_LOSS_NAN])
+    def handle_loss_nan(self, node):
+        """NaN loss: neppo is retried once with a ten times lower learning rate; otherwise the work chain stops."""
+        if self.ctx.program == 'neppo' and \
+                self.ctx.learning_rate_reductions < self.defaults.max_learning_rate_reductions:
+            parameters = self._parameters()
+            start, stop = parameters.get('learning_rate', self.defaults.default_learning_rate)
+            factor = self.defaults.learning_rate_factor
+            parameters['learning_rate'] = [start * factor, min(stop, start * factor)]
+            self.ctx.inputs.parameters = orm.Dict(parameters)
+            self.ctx.learning_rate_reductions += 1
+            self.report_error_handled(node, f'NaN loss: retrying with learning_rate {parameters["learning_rate"]}')
+            return ProcessHandlerReport(True)
+        self.report_error_handled(node, 'NaN loss: giving up')
+        return ProcessHandlerReport(True, self.exit_codes.ERROR_LOSS_NAN)
+
+    @process_handler(priority=300, exit_codes=[NepTrainCalculation.exit_codes.ERROR_LOSS_NOT_DECREASING])
+    def handle_loss_not_decreasing(self, node):
+        """The loss did not decrease: nothing a restart would change; the work chain stops with a clear message."""
+        self.report_error_handled(node, 'the loss did not decrease: giving up')
+        return ProcessHandlerReport(True, self.exit_codes.ERROR_LOSS_NOT_DECREASING)
+
+    def report_error_handled(self, node, action: str) -> None:
+        self.report(f'{node.process_label}<{node.pk}> failed with exit status {node.exit_status}: '
+                    f'{node.exit_message}')
+        self.report(f'Action taken: {action}')
+
+
+# ------------------------------------------------------------------------------------------- replicas + held-out
+
+
+def _validate_training(inputs, _):
+    if inputs['n_replicas'].value < 1:
+        return 'n_replicas must be at least 1'
+    if 'validation' not in inputs:
+        fraction = inputs['validation_fraction'].value
+        if not 0.0 < fraction < 1.0:
+            return f'validation_fraction must be between 0 and 1 (exclusive), got {fraction}'
+        if inputs['dataset'].base.attributes.get('n_structures', 0) < 2:
+            return 'the dataset needs at least two structures to hold one out for validation'
+    else:
+        missing = set(inputs['validation'].elements or []) - set(inputs['dataset'].elements or [])
+        if missing:
+            return f'the validation set holds element(s) {", ".join(sorted(missing))} that the dataset lacks'
+    return None
+
+
+class NepTrainingWorkChain(ProtocolMixin, WorkChain):
+    """Train ``n_replicas`` NEP models (seeds ``seed``, ``seed + 1``, ...) in parallel and evaluate each one on a
+    held-out set with CPUNEP; summarise the spread over replicas."""
+
+    _protocol_file = 'training.yaml'
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input('dataset', valid_type=LabelledDataset,
+                   help='Labelled structures to train on (split into training and validation sets when no '
+                        '`validation` is given).')
+        spec.input('validation', valid_type=LabelledDataset, required=False,
+                   help='Held-out labelled structures: test.xyz of every training and the set the models are '
+                        'evaluated on.')
+        spec.input('validation_fraction', valid_type=orm.Float, default=lambda: orm.Float(0.2),
+                   help='Fraction of `dataset` held out for validation when no `validation` is given.')
+        spec.input('n_replicas', valid_type=orm.Int, default=lambda: orm.Int(3),
+                   help='Number of models trained with different seeds.')
+        spec.input('seed', valid_type=orm.Int, default=lambda: orm.Int(1),
+                   help='Seed of replica 0 (replica i: seed + i; neppo) and of the validation split. GPUMD nep '
+                        '(released versions) takes no seed: its replicas differ by its own random start.')
+        spec.expose_inputs(NepTrainBaseWorkChain, namespace='training', exclude=('nep.train', 'nep.test', 'nep.seed'))
+        spec.inputs.validator = _validate_training
+        spec.outline(cls.setup, cls.run_training, cls.inspect_training, cls.evaluate, cls.summarise)
+
+        spec.output('train_dataset', valid_type=LabelledDataset, help='The structures the models were trained on.')
+        spec.output('validation_dataset', valid_type=LabelledDataset, help='The held-out structures.')
+        spec.output_namespace('replicas', dynamic=True, valid_type=(NepModel, orm.Dict),
+                              help='Per replica `replica_NN`: `model` (NepModel), `metrics` (held-out errors, Dict) '
+                                   'and `training` (the parser results, Dict).')
+        spec.output('summary', valid_type=orm.Dict, help='Mean ± std of the held-out errors over the replicas.')
+        spec.output('model', valid_type=NepModel, help='The replica with the lowest held-out force RMSE.')
+        spec.output('metrics', valid_type=orm.Dict, help='The held-out errors of that model.')
+
+        spec.exit_code(401, 'ERROR_ALL_REPLICAS_FAILED', message='No replica finished its training: {message}')
+
+    @classmethod
+    def get_builder_from_protocol(cls, code, dataset, protocol=None, overrides=None, options=None, validation=None,
+                                  program=None):
+        """A ready builder for ``dataset`` (``sseff.dataset``) trained with ``code`` (GPUMD ``nep`` or ``neppo``).
+
+        :param protocol: ``fast`` (CPU, minutes), ``balanced`` or ``stringent`` (the seed paper's NEP settings);
+            default ``balanced``.
+        :param overrides: merged recursively into the protocol's inputs (``parameters``, ``program_parameters``,
+            ``n_replicas``, ``validation_fraction``, ``seed``, ``max_iterations``, ``options``).
+        :param options: CalcJob ``metadata.options`` (resources, max_wallclock_seconds, device, ...).
+        :param validation: a held-out ``sseff.dataset``; without it a fraction of ``dataset`` is held out.
+        :param program: ``'nep'`` or ``'neppo'``; default from the code (see ``resolve_program``).
+        """
+        inputs = cls.get_protocol_inputs(protocol, overrides)
+        chosen = resolve_program(program, code)
+        parameters = {**inputs['parameters'], **(inputs.get('program_parameters', {}).get(chosen) or {})}
+        builder = cls.get_builder()
+        builder.dataset = dataset
+        if validation is not None:
+            builder.validation = validation
+        builder.validation_fraction = orm.Float(inputs['validation_fraction'])
+        builder.n_replicas = orm.Int(inputs['n_replicas'])
+        builder.seed = orm.Int(inputs['seed'])
+        builder.training.max_iterations = orm.Int(inputs['max_iterations'])
+        builder.training.nep.code = code
+        builder.training.nep.parameters = orm.Dict(parameters)
+        if program is not None:
+            builder.training.nep.program = orm.Str(chosen)
+        metadata_options = {**inputs.get('options', {}), **(options or {})}
+        if chosen != 'neppo':
+            metadata_options.pop('device', None)
+        builder.training.nep.metadata.options = metadata_options
+        return builder
+
+    def setup(self):
+        inputs = AttributeDict(self.exposed_inputs(NepTrainBaseWorkChain, 'training'))
+        self.ctx.training_inputs = inputs
+        self.ctx.program = resolve_program(inputs.nep.get('program'), inputs.nep.code)
+        if 'validation' in self.inputs:
+            self.ctx.train, self.ctx.validation = self.inputs.dataset, self.inputs.validation
+        else:
+            split = split_dataset(self.inputs.dataset, self.inputs.validation_fraction, self.inputs.seed)
+            self.ctx.train, self.ctx.validation = split['train'], split['validation']
+        self.out('train_dataset', self.ctx.train)
+        self.out('validation_dataset', self.ctx.validation)
+        self.ctx.labels = [f'replica_{index:02d}' for index in range(self.inputs.n_replicas.value)]
+
+    def run_training(self):
+        jobs = {}
+        for index, label in enumerate(self.ctx.labels):
+            inputs = AttributeDict(self.ctx.training_inputs)
+            nep = AttributeDict(inputs.nep)
+            nep.train = self.ctx.train
+            nep.test = self.ctx.validation
+            if self.ctx.program == 'neppo':
+                nep.seed = orm.Int(self.inputs.seed.value + index)
+            inputs.nep = nep
+            inputs.metadata = {'call_link_label': label, 'label': label}
+            jobs[label] = self.submit(NepTrainBaseWorkChain, **inputs)
+            self.report(f'submitted training {label} <{jobs[label].pk}>')
+        return ToContext(**jobs)
+
+    def inspect_training(self):
+        self.ctx.finished = [label for label in self.ctx.labels if self.ctx[label].is_finished_ok]
+        failed = [label for label in self.ctx.labels if label not in self.ctx.finished]
+        for label in failed:
+            node = self.ctx[label]
+            self.report(f'{label} <{node.pk}> failed: {node.exit_status} {node.exit_message}')
+        if not self.ctx.finished:
+            messages = '; '.join(f'{label}: {self.ctx[label].exit_message}' for label in failed)
+            return self.exit_codes.ERROR_ALL_REPLICAS_FAILED.format(message=messages)
+        return None
+
+    def evaluate(self):
+        self.ctx.metrics = {}
+        for label in self.ctx.finished:
+            node = self.ctx[label]
+            metrics = evaluate_nep_model(node.outputs.model, self.ctx.validation,
+                                         metadata={'call_link_label': f'evaluate_{label}'})
+            self.ctx.metrics[label] = metrics
+            self.out(f'replicas.{label}', {'model': node.outputs.model, 'metrics': metrics,
+                                           'training': node.outputs.results})
+            self.report(f'{label}: held-out force RMSE {metrics["force_mev_per_angstrom"]:.1f} meV/Å, energy '
+                        f'{metrics["energy_mev_per_atom"]:.2f} meV/atom')
+
+    def summarise(self):
+        summary = summarise_replicas(**self.ctx.metrics)
+        self.out('summary', summary)
+        best = summary['best_replica']
+        self.out('model', self.ctx[best].outputs.model)
+        self.out('metrics', self.ctx.metrics[best])
+        force = summary['force_mev_per_angstrom']
+        self.report(f'held-out force RMSE over {summary["n_replicas"]} replica(s): {force["mean"]:.1f} ± '
+                    f'{force["std"]:.1f} meV/Å; best {best}')

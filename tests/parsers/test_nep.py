@@ -1,0 +1,203 @@
+"""``sseff.nep.train`` parser on the REAL outputs of a GPUMD ``nep`` training (shared/reference/llzo/nep_training:
+25 DFT-labelled LLZO structures, NEP4+ZBL, 100,000 generations), made into the ``retrieved`` folder of a fake
+finished CalcJob node, and on broken variants of those files (missing, truncated, NaN, non-decreasing loss)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from aiida import orm
+from aiida.common import LinkType
+from aiida.plugins import CalculationFactory, ParserFactory
+from aiida.plugins.entry_point import format_entry_point_string
+
+NepTrainCalculation = CalculationFactory('sseff.nep.train')
+NepTrainParser = ParserFactory('sseff.nep.train')
+
+REFERENCE = Path(__file__).resolve().parents[2] / '..' / 'shared' / 'reference'
+NEP_TRAINING = REFERENCE / 'llzo' / 'nep_training'
+OUTPUT_FILES = ('nep.txt', 'loss.out', 'energy_train.out', 'force_train.out', 'stress_train.out')
+
+# the reference nep.in (type 4 Li La Zr O, version 4, cutoff 6 4, zbl 1.8, neuron 30, batch 200, population 50,
+# generation 100000) with the n_max/basis_size its nep.txt records (GPUMD < v5.3 defaults 4 4 / 8 8)
+REFERENCE_PARAMETERS = {'cutoff': [6, 4], 'zbl': 1.8, 'neuron': 30, 'batch': 200, 'population': 50,
+                        'generation': 100000, 'n_max': [4, 4], 'basis_size': [8, 8], 'l_max': [4, 2, 0]}
+
+
+@pytest.fixture(scope='module')
+def nep_training():
+    if not (NEP_TRAINING / 'loss.out').is_file():
+        pytest.skip(f'real GPUMD nep training outputs not found at {NEP_TRAINING} (shared/reference beside the '
+                    'repository)')
+    return NEP_TRAINING
+
+
+@pytest.fixture(scope='module')
+def llzo_train(aiida_profile, nep_training):
+    """The reference train.xyz as a stored ``sseff.dataset`` (the parser reads its volumes for stress -> virial)."""
+    from aiida_sseff.data.dataset import LabelledDataset
+    from aiida_sseff.io.extxyz import read_train_xyz
+
+    return LabelledDataset(read_train_xyz(nep_training / 'train.xyz')).store()
+
+
+@pytest.fixture
+def generate_calc_job_node(aiida_localhost):
+    """A stored CalcJobNode of ``sseff.nep.train`` with the given inputs and a ``retrieved`` FolderData."""
+
+    def _generate(folder: Path, train, parameters: dict | None = None, program: str = 'nep'):
+        node = orm.CalcJobNode(computer=aiida_localhost,
+                               process_type=format_entry_point_string('aiida.calculations', 'sseff.nep.train'))
+        node.set_option('resources', {'num_machines': 1, 'num_mpiprocs_per_machine': 1})
+        node.set_option('parser_name', 'sseff.nep.train')
+        inputs = {'parameters': orm.Dict(parameters or REFERENCE_PARAMETERS), 'program': orm.Str(program),
+                  'train': train}
+        for label, value in inputs.items():
+            if not value.is_stored:
+                value.store()
+            node.base.links.add_incoming(value, link_type=LinkType.INPUT_CALC, link_label=label)
+        node.store()
+        retrieved = orm.FolderData()
+        retrieved.base.repository.put_object_from_tree(str(folder))
+        retrieved.base.links.add_incoming(node, link_type=LinkType.CREATE, link_label='retrieved')
+        retrieved.store()
+        return node
+
+    return _generate
+
+
+def retrieved(tmp_path, source, names=OUTPUT_FILES) -> Path:
+    folder = tmp_path / 'retrieved'
+    folder.mkdir()
+    for name in names:
+        shutil.copy(source / name, folder / name)
+    (folder / 'nep.err').write_text('')
+    return folder
+
+
+@pytest.mark.reference
+def test_real_output_parsed(tmp_path, nep_training, llzo_train, generate_calc_job_node):
+    """Final RMSEs: loss.out's last row (generation 100000: E 0.00012 eV/atom, F 0.03603 eV/Å, V 0.00322 eV/atom)
+    equals the RMSEs recomputed from energy/force/stress_train.out (loss.out prints 5 decimals, so within
+    0.5e-5 eV = 0.005 meV)."""
+    from aiida_sseff.analysis.metrics import rmse
+    from aiida_sseff.io.nep import read_force_out
+
+    node = generate_calc_job_node(retrieved(tmp_path, nep_training), llzo_train)
+    outputs, calcfunction = NepTrainParser.parse_from_node(node, store_provenance=False)
+    assert calcfunction.is_finished_ok, calcfunction.exit_message
+    results = outputs['results'].get_dict()
+    reported, recomputed = results['loss_out']['train'], results['recomputed']['train']
+    assert reported['force_mev_per_angstrom'] == pytest.approx(36.03, abs=1e-9)
+    forces = read_force_out(nep_training / 'force_train.out')
+    assert recomputed['force_mev_per_angstrom'] == pytest.approx(1000 * rmse(*forces), rel=1e-12)
+    assert recomputed['force_mev_per_angstrom'] == pytest.approx(reported['force_mev_per_angstrom'], abs=0.005)
+    assert recomputed['energy_mev_per_atom'] == pytest.approx(reported['energy_mev_per_atom'], abs=0.005)
+    # stress-only run: the virial RMSE comes from stress_train.out x V/N (batch 200 >= 25: rows in train.xyz order)
+    assert results['virial_from']['train'] == 'stress_out'
+    assert recomputed['virial_mev_per_atom'] == pytest.approx(reported['virial_mev_per_atom'], abs=0.005)
+    assert results['loss_out']['test'] is None and results['recomputed']['test'] is None
+    assert results['generation'] == 100000 and results['n_reports'] == 1000
+    assert results['total_loss_last'] == pytest.approx(0.06169) and results['total_loss_first'] == pytest.approx(0.50701)
+
+    loss = outputs['loss']
+    assert loss.get_array('generation')[-1] == 100000 and len(loss.get_array('RMSE_F_train')) == 1000
+    parity = outputs['parity_train']
+    assert parity.get_array('force_predicted').shape == (4800, 3)
+    assert parity.get_array('energy_target').shape == (25,)
+    assert set(parity.get_arraynames()) == {f'{q}_{w}' for q in ('energy', 'force', 'stress')
+                                            for w in ('predicted', 'target')}
+    model = outputs['model']
+    assert model.elements == ['Li', 'La', 'Zr', 'O'] and model.cutoff == (6.0, 4.0)
+    assert 'parity_test' not in outputs and 'restart' not in outputs
+
+
+@pytest.mark.reference
+def test_parsed_model_reproduces_gpumd_force_rmse_with_cpunep(tmp_path, nep_training, llzo_train,
+                                                            generate_calc_job_node):
+    """calorine's CPUNEP (via NepModel.get_calculator) on the parsed nep.txt and train.xyz gives the force RMSE the
+    parser reports (GPUMD, float32 on a GPU: 36.03 meV/Å) within 1 %: two independent NEP implementations."""
+    from aiida_sseff.analysis.metrics import rmse
+
+    node = generate_calc_job_node(retrieved(tmp_path, nep_training), llzo_train)
+    outputs, calcfunction = NepTrainParser.parse_from_node(node, store_provenance=False)
+    assert calcfunction.is_finished_ok
+    calculator = outputs['model'].get_calculator()
+    predicted, target = [], []
+    for atoms in llzo_train.get_ase():
+        target.append(atoms.get_forces())
+        atoms.calc = calculator
+        predicted.append(atoms.get_forces())
+    cpunep = 1000 * rmse(np.concatenate(predicted), np.concatenate(target))
+    reported = outputs['results']['recomputed']['train']['force_mev_per_angstrom']
+    assert cpunep == pytest.approx(reported, rel=0.01)
+
+
+@pytest.mark.reference
+@pytest.mark.parametrize('missing', ['nep.txt', 'loss.out'])
+def test_missing_file_exit_code(tmp_path, nep_training, llzo_train, generate_calc_job_node, missing):
+    folder = retrieved(tmp_path, nep_training, [n for n in OUTPUT_FILES if n != missing])
+    (folder / 'nep.err').write_text('CUDA Error:\n    Error text: out of memory\n')
+    node = generate_calc_job_node(folder, llzo_train)
+    _, calcfunction = NepTrainParser.parse_from_node(node, store_provenance=False)
+    assert calcfunction.exit_status == NepTrainCalculation.exit_codes.ERROR_MISSING_OUTPUT.status
+    assert missing in calcfunction.exit_message and 'out of memory' in calcfunction.exit_message
+
+
+@pytest.mark.reference
+def test_truncated_loss_means_incomplete_training(tmp_path, nep_training, llzo_train, generate_calc_job_node):
+    """A run killed after 50,000 generations (first 500 rows of loss.out kept): exit code 400, outputs kept."""
+    folder = retrieved(tmp_path, nep_training)
+    lines = (nep_training / 'loss.out').read_text().splitlines(keepends=True)
+    (folder / 'loss.out').write_text(''.join(lines[:500]))
+    node = generate_calc_job_node(folder, llzo_train)
+    outputs, calcfunction = NepTrainParser.parse_from_node(node, store_provenance=False)
+    assert calcfunction.exit_status == NepTrainCalculation.exit_codes.ERROR_TRAINING_INCOMPLETE.status
+    assert 'generation 50000 of 100000' in calcfunction.exit_message
+    assert 'model' in outputs and outputs['results']['generation'] == 50000
+
+
+@pytest.mark.reference
+def test_truncated_files_unreadable(tmp_path, nep_training, llzo_train, generate_calc_job_node):
+    """A half-written last line of loss.out is unreadable (301); a nep.txt cut in the middle is not a model (302)."""
+    folder = retrieved(tmp_path, nep_training)
+    text = (nep_training / 'loss.out').read_text()
+    (folder / 'loss.out').write_text(text[:-40])
+    node = generate_calc_job_node(folder, llzo_train)
+    _, calcfunction = NepTrainParser.parse_from_node(node, store_provenance=False)
+    assert calcfunction.exit_status == NepTrainCalculation.exit_codes.ERROR_UNREADABLE_OUTPUT.status
+    assert 'loss.out' in calcfunction.exit_message
+
+    shutil.rmtree(folder)
+    folder = retrieved(tmp_path, nep_training)
+    lines = (nep_training / 'nep.txt').read_text().splitlines(keepends=True)
+    (folder / 'nep.txt').write_text(''.join(lines[: len(lines) // 2]))
+    node = generate_calc_job_node(folder, llzo_train)
+    _, calcfunction = NepTrainParser.parse_from_node(node, store_provenance=False)
+    assert calcfunction.exit_status == NepTrainCalculation.exit_codes.ERROR_INVALID_MODEL.status
+
+
+@pytest.mark.reference
+def test_nan_and_flat_loss_exit_codes(tmp_path, nep_training, llzo_train, generate_calc_job_node):
+    """A NaN in loss.out (diverged) gives 410 naming the generation; a loss that never fell gives 411."""
+    folder = retrieved(tmp_path, nep_training)
+    lines = (nep_training / 'loss.out').read_text().splitlines()
+    fields = lines[700].split()
+    fields[1] = 'nan'
+    lines[700] = ' '.join(fields)
+    (folder / 'loss.out').write_text('\n'.join(lines) + '\n')
+    node = generate_calc_job_node(folder, llzo_train)
+    outputs, calcfunction = NepTrainParser.parse_from_node(node, store_provenance=False)
+    assert calcfunction.exit_status == NepTrainCalculation.exit_codes.ERROR_LOSS_NAN.status
+    assert 'generation 70100' in calcfunction.exit_message
+
+    flat = [line.split() for line in (nep_training / 'loss.out').read_text().splitlines()]
+    for row in flat:
+        row[1] = '0.50701'  # the total loss of the first report, unchanged for 100,000 generations
+    (folder / 'loss.out').write_text('\n'.join(' '.join(row) for row in flat) + '\n')
+    node = generate_calc_job_node(folder, llzo_train)
+    _, calcfunction = NepTrainParser.parse_from_node(node, store_provenance=False)
+    assert calcfunction.exit_status == NepTrainCalculation.exit_codes.ERROR_LOSS_NOT_DECREASING.status

@@ -1,0 +1,197 @@
+"""``sseff.train.nep`` and ``sseff.train.nep.base``: protocols, the calcfunctions, and REAL neppo trainings."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from aiida import orm
+from aiida.engine import run_get_node
+
+from aiida_sseff.data.dataset import LabelledDataset
+from aiida_sseff.io.nep import validate_nep_parameters
+from aiida_sseff.workflows.training import (
+    NepTrainBaseWorkChain,
+    NepTrainingWorkChain,
+    evaluate_nep_model,
+    split_dataset,
+    summarise_replicas,
+)
+
+REFERENCE = Path(__file__).resolve().parents[2] / '..' / 'shared' / 'reference'
+LLZO = REFERENCE / 'llzo'
+
+
+def cu_al_structures(n: int, seed: int = 0):
+    """EMT-labelled rattled and strained 32-atom Cu/Al fcc cells (7.3 Å wide, thinner than 2 x 5 Å)."""
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    rng = np.random.default_rng(seed)
+    structures = []
+    for k in range(n):
+        atoms = bulk('Cu', 'fcc', a=3.65, cubic=True).repeat(2)
+        atoms.symbols[rng.choice(len(atoms), size=8 + k % 6, replace=False)] = 'Al'
+        atoms.set_cell(atoms.cell * (1 + 0.01 * (k % 5 - 2)), scale_atoms=True)
+        atoms.rattle(0.08, seed=seed * 100 + k)
+        atoms.calc = EMT()
+        results = {'energy': atoms.get_potential_energy(), 'forces': atoms.get_forces(), 'stress': atoms.get_stress()}
+        atoms.calc = SinglePointCalculator(atoms, **results)
+        structures.append(atoms)
+    return structures
+
+
+@pytest.fixture
+def neppo_code(aiida_code_installed, aiida_localhost):
+    executable = Path(sys.executable).parent / 'neppo'
+    if not executable.exists():
+        executable = shutil.which('neppo')
+        if executable is None:
+            pytest.skip('neppo is not installed')
+    aiida_localhost.set_minimum_job_poll_interval(0.0)
+    return aiida_code_installed(label='neppo', default_calc_job_plugin='sseff.nep.train',
+                                filepath_executable=str(executable),
+                                prepend_text='export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}')
+
+
+@pytest.fixture(scope='module')
+def small_set(aiida_profile):
+    """The LLZO reference set's first 6 structures (192 atoms, DFT labels), else 8 EMT Cu/Al cells."""
+    from aiida_sseff.io.extxyz import read_train_xyz
+
+    if (LLZO / 'nep_training' / 'train.xyz').is_file():
+        return LabelledDataset(read_train_xyz(LLZO / 'nep_training' / 'train.xyz')[:6]).store()
+    return LabelledDataset(cu_al_structures(8)).store()
+
+
+# ---------------------------------------------------------------------------------------------------- protocols
+
+
+def test_protocols(neppo_code, small_set):
+    assert set(NepTrainingWorkChain.get_available_protocols()) == {'fast', 'balanced', 'stringent'}
+    builder = NepTrainingWorkChain.get_builder_from_protocol(neppo_code, small_set, protocol='fast')
+    parameters = builder.training.nep.parameters.get_dict()
+    assert parameters['cutoff'] == [5.0, 4.0] and parameters['neuron'] == 16 and parameters['batch'] == 8
+    assert 'population' not in parameters and builder.n_replicas.value == 2
+    assert builder.training.nep.metadata.options['device'] == 'cpu'
+    validate_nep_parameters(parameters, small_set.elements, 'neppo')
+
+    # the seed paper's settings, for GPUMD nep: nothing neppo-specific, everything nep needs
+    builder = NepTrainingWorkChain.get_builder_from_protocol(neppo_code, small_set, protocol='stringent',
+                                                             program='nep')
+    parameters = builder.training.nep.parameters.get_dict()
+    normalised = validate_nep_parameters(parameters, small_set.elements, 'nep')
+    assert normalised['cutoff'] == (6.0, 4.0) and normalised['n_max'] == (4, 4)
+    assert normalised['basis_size'] == (8, 8) and normalised['l_max'] == (4, 2, 0)
+    assert normalised['neuron'] == 30 and normalised['population'] == 50 and normalised['generation'] == 100000
+    assert builder.training.nep.program.value == 'nep' and 'device' not in builder.training.nep.metadata.options
+
+    with pytest.warns(UserWarning, match='unknown to protocol'):
+        builder = NepTrainingWorkChain.get_builder_from_protocol(
+            neppo_code, small_set, protocol='fast', overrides={'n_replicas': 4, 'parameters': {'neuron': 20},
+                                                               'nonsense': 1})
+    assert builder.n_replicas.value == 4 and builder.training.nep.parameters['neuron'] == 20
+
+
+# ------------------------------------------------------------------------------------------------ calcfunctions
+
+
+def test_split_and_summary(aiida_profile):
+    dataset = LabelledDataset(cu_al_structures(10))
+    split = split_dataset(dataset, orm.Float(0.2), orm.Int(3))
+    assert split['train'].n_structures == 8 and split['validation'].n_structures == 2
+    energies = sorted(a.get_potential_energy() for s in split.values() for a in s.get_ase())
+    np.testing.assert_allclose(energies, sorted(a.get_potential_energy() for a in dataset.get_ase()))
+    again = split_dataset(dataset, orm.Float(0.2), orm.Int(3))
+    assert again['validation'].sha256 == split['validation'].sha256  # seeded
+
+    metrics = {f'replica_{i:02d}': orm.Dict({'energy_mev_per_atom': e, 'force_mev_per_angstrom': f,
+                                             'virial_mev_per_atom': None, 'stress_gpa': 0.1, 'n_structures': 2,
+                                             'force_per_element': {'Cu': {'rmse_mev_per_angstrom': f - 1}}})
+               for i, (e, f) in enumerate([(2.0, 100.0), (4.0, 90.0), (3.0, 110.0)])}
+    summary = summarise_replicas(**metrics).get_dict()
+    assert summary['force_mev_per_angstrom']['mean'] == pytest.approx(100.0)
+    assert summary['force_mev_per_angstrom']['std'] == pytest.approx(10.0)  # sample std (ddof 1)
+    assert summary['energy_mev_per_atom']['std'] == pytest.approx(1.0)
+    assert summary['virial_mev_per_atom'] is None and summary['best_replica'] == 'replica_01'
+    assert summary['force_per_element_mev_per_angstrom']['Cu']['mean'] == pytest.approx(99.0)
+
+
+@pytest.mark.reference
+def test_evaluate_reference_model_reproduces_gpumd(aiida_profile):
+    """CPUNEP evaluation of the reference LLZO model on its own training set: GPUMD's loss.out reports, at
+    generation 100000, E 0.00012 eV/atom, F 0.03603 eV/Å, V 0.00322 eV/atom (stress_train.out: 5 printed decimals);
+    the calcfunction must give these within 1 % (force), 2 % (virial) and 0.01 meV/atom (energy)."""
+    from aiida_sseff.data.model import NepModel
+    from aiida_sseff.io.extxyz import read_train_xyz
+
+    if not (LLZO / 'nep_training' / 'train.xyz').is_file():
+        pytest.skip(f'reference data absent: {LLZO}')
+    model = NepModel(LLZO / 'nep_training' / 'nep.txt')
+    dataset = LabelledDataset(read_train_xyz(LLZO / 'nep_training' / 'train.xyz'))
+    metrics = evaluate_nep_model(model, dataset).get_dict()
+    assert metrics['force_mev_per_angstrom'] == pytest.approx(36.03, rel=0.01)
+    assert metrics['virial_mev_per_atom'] == pytest.approx(3.22, rel=0.02)
+    assert metrics['energy_mev_per_atom'] == pytest.approx(0.12, abs=0.01)
+    per_element = metrics['force_per_element']
+    assert set(per_element) == {'Li', 'La', 'Zr', 'O'}
+    assert sum(v['n_atoms'] for v in per_element.values()) == 25 * 192
+    # the per-element RMSEs recombine into the total (weighted by 3 components per atom)
+    total = np.sqrt(sum(v['rmse_mev_per_angstrom'] ** 2 * v['n_atoms'] for v in per_element.values()) / 4800)
+    assert total == pytest.approx(metrics['force_mev_per_angstrom'], rel=1e-9)
+
+
+# ------------------------------------------------------------------------------------------------- real runs
+
+
+@pytest.mark.slow
+def test_base_workchain_stops_when_loss_does_not_decrease(neppo_code, aiida_profile):
+    """A learning rate of 1e-9 leaves the model where it started: the CalcJob exits 411 and the base work chain
+    stops with its own 411 instead of restarting."""
+    train = LabelledDataset(cu_al_structures(3))
+    parameters = {'cutoff': [5, 4], 'n_max': [4, 4], 'basis_size': [4, 4], 'neuron': 6, 'batch': 3,
+                  'generation': 10, 'output_interval': 5, 'learning_rate': [1e-9, 1e-9]}
+    _, node = run_get_node(NepTrainBaseWorkChain, nep={'code': neppo_code, 'train': train,
+                                                       'parameters': orm.Dict(parameters), 'seed': orm.Int(1)})
+    assert node.exit_status == NepTrainBaseWorkChain.exit_codes.ERROR_LOSS_NOT_DECREASING.status
+    calcjobs = node.called
+    assert len(calcjobs) == 1 and calcjobs[0].exit_status == 411
+
+
+@pytest.mark.slow
+def test_two_replica_fast_training(neppo_code, small_set):
+    """The `fast` protocol with 40 steps on 6 LLZO structures (or 8 EMT cells), 2 replicas in parallel.
+
+    The held-out set is also test.xyz of both trainings, so the calcfunction's CPUNEP errors on it must equal the
+    errors neppo wrote to *_test.out (1e-3 relative: float32 PyTorch against float64 C++)."""
+    builder = NepTrainingWorkChain.get_builder_from_protocol(
+        neppo_code, small_set, protocol='fast',
+        overrides={'parameters': {'generation': 40}, 'program_parameters': {'neppo': {'output_interval': 20}}})
+    results, node = run_get_node(builder)
+    assert node.is_finished_ok, (node.exit_status, node.exit_message)
+    assert results['validation_dataset'].n_structures == 1 and results['train_dataset'].n_structures == 5
+    replicas = results['replicas']
+    assert set(replicas) == {'replica_00', 'replica_01'}
+    seeds = {node.inputs.nep.seed.value for node in node.called if isinstance(node, orm.WorkflowNode)
+             and 'nep' in node.inputs}
+    assert seeds == {1, 2}
+    models = {replicas[label]['model'].sha256 for label in replicas}
+    assert len(models) == 2  # different seeds, different models
+    forces = []
+    for label in replicas:
+        metrics = replicas[label]['metrics'].get_dict()
+        training = replicas[label]['training'].get_dict()
+        assert metrics['force_mev_per_angstrom'] == pytest.approx(
+            training['recomputed']['test']['force_mev_per_angstrom'], rel=1e-3)
+        assert metrics['energy_mev_per_atom'] == pytest.approx(
+            training['recomputed']['test']['energy_mev_per_atom'], rel=1e-3, abs=1e-3)
+        forces.append(metrics['force_mev_per_angstrom'])
+    summary = results['summary'].get_dict()
+    assert summary['force_mev_per_angstrom']['mean'] == pytest.approx(np.mean(forces))
+    assert summary['force_mev_per_angstrom']['std'] == pytest.approx(np.std(forces, ddof=1))
+    assert results['metrics']['force_mev_per_angstrom'] == pytest.approx(min(forces))
+    assert set(summary['force_per_element_mev_per_angstrom']) == set(small_set.elements)
