@@ -15,4 +15,12 @@ def cmd_root():
 
 
 # Sub-commands register themselves on import.
-from aiida_sseff.cli import cmd_analyze, cmd_launch, cmd_sample, cmd_setup, cmd_show, cmd_training  # noqa: E402, F401
+from aiida_sseff.cli import (  # noqa: E402, F401
+    cmd_analyze,
+    cmd_launch,
+    cmd_sample,
+    cmd_setup,
+    cmd_show,
+    cmd_training,
+    cmd_transport,
+)

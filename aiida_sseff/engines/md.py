@@ -84,7 +84,7 @@ def validate_md_parameters(parameters: dict) -> dict:
 def _make_dynamics(atoms: Atoms, p: dict, rng: np.random.Generator):
     from ase.md.bussi import Bussi
     from ase.md.langevin import Langevin
-    from ase.md.nose_hoover_chain import IsotropicMTKNPT, MTKNPT, NoseHooverChainNVT
+    from ase.md.nose_hoover_chain import MTKNPT, IsotropicMTKNPT, NoseHooverChainNVT
     from ase.md.verlet import VelocityVerlet
 
     dt = p['timestep_fs'] * units.fs

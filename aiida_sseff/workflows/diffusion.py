@@ -1,0 +1,660 @@
+"""``sseff.diffusion``: Li transport from MD at several temperatures — D(T) with honest errors, Arrhenius Ea, D0,
+extrapolated D and Nernst–Einstein σ at 300 K — every derived number a calcfunction node.
+
+MD runs either on the CPU engine (``aiida-sseff-engine md``: CPUNEP, MACE or CHGNet; namespace ``engine``) or on
+GPUMD (``sseff.gpumd``; namespace ``gpumd``); give exactly one of the two namespaces. The analysis is
+:mod:`aiida_sseff.analysis` (FFT MSD, GLS diffusion fit with the kinisi covariance, weighted Arrhenius fit).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from aiida import orm
+from aiida.common import AttributeDict
+from aiida.engine import ToContext, WorkChain, calcfunction
+
+from aiida_sseff.calculations.engine import EngineMdCalculation
+from aiida_sseff.calculations.gpumd import GpumdCalculation
+from aiida_sseff.data.model import MaceModel, NepModel
+from aiida_sseff.protocols.utils import ProtocolMixin
+
+__all__ = [
+    'DEFAULT_ANALYSIS',
+    'DEFAULT_MD',
+    'DiffusionWorkChain',
+    'arrhenius_analysis',
+    'combine_replicas',
+    'diffusion_from_gpumd_msd',
+    'diffusion_from_trajectory',
+    'make_supercell',
+    'md_parameters',
+    'perpendicular_widths',
+    'replication_for_width',
+    'run_label',
+]
+
+#: engine-neutral MD settings (``md`` input); times in fs / ps
+DEFAULT_MD = {
+    'timestep_fs': 2.0,
+    'equilibration_ps': 1.0,
+    'production_ps': 20.0,
+    'sample_interval_fs': 50.0,
+    'thermostat_time_fs': 100.0,
+    'ensemble': 'nvt',
+    'seed': 1,
+    'engine_parameters': {},
+}
+
+#: analysis settings (``analysis`` input)
+DEFAULT_ANALYSIS = {
+    'start_fraction': 0.1,  # fit window, fractions of the MSD lag range: skips the ballistic/vibrational part
+    'end_fraction': 0.5,  # ... and the long lags with few independent time origins
+    'method': 'gls',  # 'gls' | 'ols' | 'blocks' (aiida_sseff.analysis.diffusion.estimate_diffusion)
+    'min_msd_A2': 2.0,  # total tracer MSD needed at the end of the fit window for a temperature to count
+    'charge': 1.0,  # charge of the mobile ion (e), for Nernst–Einstein
+    'remove_drift': True,  # subtract the framework's centre-of-mass drift (engine trajectories)
+    'extrapolate_to_K': 300.0,
+    'arrhenius_absolute_sigma': False,  # False: inflate the fit errors by sqrt(χ²/dof) when the points scatter
+    'kink_alpha': 0.01,
+}
+
+_NVT_NAMES = {'engine': 'nvt_bussi', 'gpumd': 'nvt_bdp'}
+
+
+# ------------------------------------------------------------------------------------------------ pure helpers
+def perpendicular_widths(cell) -> np.ndarray:
+    """Distances (Å) between opposite faces of the cell (rows = lattice vectors): ``V / |b × c|`` etc."""
+    cell = np.asarray(cell, dtype=float)
+    volume = abs(np.linalg.det(cell))
+    return np.array([volume / np.linalg.norm(np.cross(cell[(i + 1) % 3], cell[(i + 2) % 3])) for i in range(3)])
+
+
+def replication_for_width(cell, min_width: float) -> tuple[int, int, int]:
+    """Smallest repetition ``(n1, n2, n3)`` making every perpendicular width ≥ ``min_width`` (Å)."""
+    widths = perpendicular_widths(cell)
+    return tuple(max(1, math.ceil(min_width / w - 1e-9)) for w in widths)
+
+
+def run_label(temperature: float, replica: int) -> str:
+    """Link label of one MD run: ``T1200K_r0`` (a decimal point becomes ``p``)."""
+    return f'T{temperature:g}K_r{replica}'.replace('.', 'p')
+
+
+def md_parameters(md: dict, engine: str, temperature: float, seed: int) -> dict:
+    """Parameters of one MD job from the engine-neutral ``md`` settings (see :data:`DEFAULT_MD`).
+
+    ``engine`` is ``'engine'`` (``aiida-sseff-engine md``) or ``'gpumd'``; ``md['engine_parameters']`` is merged
+    last, for anything engine-specific (e.g. ``{'ensemble': 'npt_mttk', 'pressure': [0, 0]}`` for GPUMD).
+    Raises ``ValueError`` naming the bad setting.
+    """
+    unknown = sorted(set(md) - set(DEFAULT_MD))
+    if unknown:
+        raise ValueError(f'md: unknown key(s) {unknown}; known: {sorted(DEFAULT_MD)}')
+    p = {**DEFAULT_MD, **md}
+    for key in ('timestep_fs', 'production_ps', 'sample_interval_fs', 'thermostat_time_fs'):
+        if not float(p[key]) > 0:
+            raise ValueError(f'md.{key} must be > 0, got {p[key]}')
+    if float(p['equilibration_ps']) < 0:
+        raise ValueError(f'md.equilibration_ps must be >= 0, got {p["equilibration_ps"]}')
+    dt = float(p['timestep_fs'])
+    production = int(round(1000.0 * float(p['production_ps']) / dt))
+    equilibration = int(round(1000.0 * float(p['equilibration_ps']) / dt))
+    sample = int(round(float(p['sample_interval_fs']) / dt))
+    if sample < 1:
+        raise ValueError(f'md.sample_interval_fs ({p["sample_interval_fs"]}) is shorter than the time step ({dt} fs)')
+    if production // sample < 20:
+        raise ValueError(f'md: production_ps/sample_interval_fs gives {production // sample} MSD samples; at least 20 '
+                         'are needed for a diffusion fit')
+    ensemble = _NVT_NAMES[engine] if p['ensemble'] == 'nvt' else p['ensemble']
+    if engine == 'engine':
+        params = {
+            'ensemble': ensemble, 'temperature_K': float(temperature), 'timestep_fs': dt, 'n_steps': production,
+            'n_equilibration_steps': equilibration, 'thermo_interval': sample, 'trajectory_interval': sample,
+            'snapshot_interval': 0, 'seed': int(seed), 'thermostat_time_fs': float(p['thermostat_time_fs']),
+        }
+    elif engine == 'gpumd':
+        params = {
+            'ensemble': ensemble, 'temperature': float(temperature), 'time_step_fs': dt,
+            'production_steps': production, 'equilibration_steps': equilibration, 'velocity_seed': int(seed),
+            'temperature_coupling': float(p['thermostat_time_fs']) / dt,  # GPUMD's T_coup is in time steps
+            'dump_thermo': sample,
+            # lags up to the whole production run; the fit window (fractions) then means the same as for the engine
+            'compute_msd': {'sample_interval': sample, 'n_correlation': production // sample},
+        }
+    else:
+        raise ValueError(f"engine must be 'engine' or 'gpumd', got {engine!r}")
+    params.update(p.get('engine_parameters') or {})
+    return params
+
+
+def _analysis_options(analysis: dict | None) -> dict:
+    options = {**DEFAULT_ANALYSIS, **(analysis or {})}
+    unknown = sorted(set(options) - set(DEFAULT_ANALYSIS))
+    if unknown:
+        raise ValueError(f'analysis: unknown key(s) {unknown}; known: {sorted(DEFAULT_ANALYSIS)}')
+    if not 0 <= options['start_fraction'] < options['end_fraction'] <= 1:
+        raise ValueError('analysis: expected 0 <= start_fraction < end_fraction <= 1, got '
+                         f'{options["start_fraction"]}, {options["end_fraction"]}')
+    if options['method'] not in ('gls', 'ols', 'blocks'):
+        raise ValueError(f"analysis.method must be 'gls', 'ols' or 'blocks', got {options['method']!r}")
+    return options
+
+
+def _clean(value):
+    """JSON-safe copy for a Dict node: numpy → Python, NaN/inf → None."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | np.ndarray):
+        return [_clean(v) for v in value]
+    if isinstance(value, np.bool_ | bool):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, float | np.floating):
+        return float(value) if np.isfinite(value) else None
+    return value
+
+
+def _msd_at(time_ps, msd_total, t_ps) -> float:
+    return float(np.interp(t_ps, time_ps, msd_total))
+
+
+def _msd_node(time_ps, msd_xyz, fit, msd_collective=None) -> orm.ArrayData:
+    node = orm.ArrayData()
+    node.set_array('time_ps', np.asarray(time_ps, dtype=float))
+    node.set_array('msd_xyz', np.asarray(msd_xyz, dtype=float))
+    node.set_array('msd_total', np.asarray(msd_xyz, dtype=float).sum(axis=1))
+    if msd_collective is not None:
+        node.set_array('msd_collective', np.asarray(msd_collective, dtype=float))
+    node.base.attributes.set_many(_clean({
+        'fit_t_start_ps': fit.t_start_ps, 'fit_t_end_ps': fit.t_end_ps,
+        'fit_slope_A2_ps': 6.0 * fit.d, 'fit_intercept_A2': fit.intercept,
+        'units': {'time_ps': 'ps', 'msd_xyz': 'angstrom^2'},
+    }))
+    return node
+
+
+def _fit_entries(fit, prefix: str = 'D') -> dict:
+    return {
+        f'{prefix}_cm2_s': fit.d_cm2_s, f'{prefix}_err_cm2_s': fit.d_err_cm2_s,
+        f'{prefix}_xyz_cm2_s': list(fit.d_xyz_cm2_s), f'{prefix}_xyz_err_cm2_s': list(fit.d_xyz_err_cm2_s),
+    }
+
+
+def _diffusive(d: float, d_err: float, msd_end: float, min_msd: float) -> tuple[bool, str]:
+    if not (np.isfinite(d) and d > 0):
+        return False, f'D = {d:.3g} Å²/ps is not positive'
+    if not np.isfinite(msd_end) or msd_end < min_msd:
+        return False, f'MSD {msd_end:.2f} Å² < {min_msd:g} Å² at the end of the fit window'
+    if not (np.isfinite(d_err) and d_err > 0):
+        return False, 'no finite error on D'
+    return True, ''
+
+
+# ------------------------------------------------------------------------------------------------ calcfunctions
+@calcfunction
+def make_supercell(structure: orm.StructureData, min_width: orm.Float) -> orm.StructureData:
+    """The structure repeated so that every perpendicular width is ≥ ``min_width`` (Å), e.g. twice the cutoff."""
+    atoms = structure.get_ase()
+    reps = replication_for_width(atoms.cell.array, min_width.value)
+    supercell = atoms.repeat(reps)
+    node = orm.StructureData(ase=supercell)
+    node.base.extras.set('replication', list(reps))
+    return node
+
+
+def _engine_run_result(traj: orm.TrajectoryData, thermo: orm.ArrayData, temperature: float, opts: dict):
+    from aiida_sseff.analysis.diffusion import analyse_transport
+
+    positions = traj.get_array('positions')
+    times = traj.get_array('times')
+    symbols = list(traj.symbols)
+    dt_ps = float(np.median(np.diff(times)))
+    volume = float(np.mean(thermo.get_array('volume_A3'))) if 'volume_A3' in thermo.get_arraynames() else \
+        float(abs(np.linalg.det(traj.get_array('cells')).mean()))
+    t_mean = float(np.mean(thermo.get_array('temperature_K')))
+    species = opts['species']
+    result = analyse_transport(positions, symbols, dt_ps, species=species, temperature_K=t_mean, volume_A3=volume,
+                               charge=opts['charge'], remove_drift=opts['remove_drift'], method=opts['method'],
+                               start_fraction=opts['start_fraction'], end_fraction=opts['end_fraction'])
+    tracer, coll = result.tracer, result.collective
+    msd_end = _msd_at(result.msd.time_ps, result.msd.msd_total, tracer.t_end_ps)
+    ok, reason = _diffusive(tracer.d, tracer.d_err, msd_end, opts['min_msd_A2'])
+    entries = {
+        'temperature_K': temperature, 'temperature_mean_K': t_mean, 'volume_A3': volume,
+        'n_ions': result.msd.n_atoms, 'species': species, 'method': tracer.method,
+        't_start_ps': tracer.t_start_ps, 't_end_ps': tracer.t_end_ps, 'run_length_ps': float(times[-1] - times[0]),
+        'msd_end_A2': msd_end, 'diffusive': ok, 'reason': reason, 'drift_removed': result.msd.drift_removed,
+        **_fit_entries(tracer), **_fit_entries(coll, 'D_collective'),
+        'haven_ratio': result.haven_ratio if coll.d > 0 else None,
+        'haven_ratio_err': result.haven_ratio_err if coll.d > 0 else None,
+        'sigma_S_cm': result.sigma_ne, 'sigma_err_S_cm': result.sigma_ne_err,
+        'sigma_collective_S_cm': result.sigma_collective, 'sigma_collective_err_S_cm': result.sigma_collective_err,
+    }
+    return orm.Dict(_clean(entries)), _msd_node(result.msd.time_ps, result.msd.msd_xyz, tracer,
+                                                result.msd.msd_collective)
+
+
+@calcfunction
+def diffusion_from_trajectory(trajectory: orm.TrajectoryData, thermo: orm.ArrayData, temperature: orm.Float,
+                              analysis: orm.Dict, species: orm.Str):
+    """D*, D_σ, Haven ratio and Nernst–Einstein σ (cm²/s, S/cm) of ``species`` from an unwrapped engine trajectory.
+
+    Outputs ``result`` (Dict, per-run numbers; σ uses the mean volume and the mean measured temperature of the
+    run) and ``msd`` (ArrayData: time_ps, msd_xyz in Å², the fit window and line as attributes).
+    """
+    opts = {**_analysis_options(analysis.get_dict()), 'species': species.value}
+    result, msd = _engine_run_result(trajectory, thermo, temperature.value, opts)
+    return {'result': result, 'msd': msd}
+
+
+@calcfunction
+def diffusion_from_gpumd_msd(msd: orm.ArrayData, structure: orm.StructureData, temperature: orm.Float,
+                             run_length_ps: orm.Float, analysis: orm.Dict, species: orm.Str,
+                             thermo: orm.ArrayData | None = None):
+    """D* (cm²/s) per direction and total from GPUMD's ``msd.out`` (group 0 = the mobile species) and σ_NE.
+
+    The error uses the kinisi covariance with Gaussian displacement statistics (a curve alone cannot give the
+    non-Gaussian factor; see :func:`aiida_sseff.analysis.diffusion.fit_diffusion_from_msd_curve`). GPUMD's MSD
+    is not corrected for the framework drift, and no collective D is available from ``msd.out``.
+    """
+    from aiida_sseff.analysis.diffusion import fit_diffusion_from_msd_curve, nernst_einstein_conductivity
+
+    opts = {**_analysis_options(analysis.get_dict()), 'species': species.value}
+    symbols = structure.get_ase().get_chemical_symbols()
+    n_ions = sum(1 for s in symbols if s == species.value)
+    time = msd.get_array('time')
+    msd_xyz = msd.get_array('msd')[0]
+    method = 'gls' if opts['method'] == 'gls' else 'ols'
+    fit = fit_diffusion_from_msd_curve(time, msd_xyz, start_fraction=opts['start_fraction'],
+                                       end_fraction=opts['end_fraction'], n_atoms=n_ions,
+                                       total_time_ps=run_length_ps.value, method=method)
+    if thermo is not None and 'volume' in thermo.get_arraynames():
+        volume = float(np.mean(thermo.get_array('volume')))
+        t_mean = float(np.mean(thermo.get_array('temperature')))
+    else:
+        volume, t_mean = float(structure.get_cell_volume()), temperature.value
+    msd_end = _msd_at(time, msd_xyz.sum(axis=1), fit.t_end_ps)
+    ok, reason = _diffusive(fit.d, fit.d_err, msd_end, opts['min_msd_A2'])
+    sigma, sigma_err = (nernst_einstein_conductivity(fit.d_cm2_s, n_ions, volume, t_mean, opts['charge'],
+                                                     fit.d_err_cm2_s) if fit.d > 0 else (float('nan'),) * 2)
+    entries = {
+        'temperature_K': temperature.value, 'temperature_mean_K': t_mean, 'volume_A3': volume, 'n_ions': n_ions,
+        'species': species.value, 'method': fit.method, 't_start_ps': fit.t_start_ps, 't_end_ps': fit.t_end_ps,
+        'run_length_ps': run_length_ps.value, 'msd_end_A2': msd_end, 'diffusive': ok, 'reason': reason,
+        'drift_removed': False, **_fit_entries(fit), 'D_collective_cm2_s': None, 'haven_ratio': None,
+        'sigma_S_cm': sigma, 'sigma_err_S_cm': sigma_err,
+    }
+    return {'result': orm.Dict(_clean(entries)), 'msd': _msd_node(time, msd_xyz, fit)}
+
+
+def combine_replicas(runs: list[dict]) -> dict:
+    """One temperature's replicas (per-run result dicts) → one row.
+
+    D is the inverse-variance weighted mean; its error is the larger of the propagated error ``1/sqrt(Σ w)`` and
+    the scatter of the replicas ``std/sqrt(n)`` (independent replicas that disagree by more than their errors
+    say show that the errors were too small). σ is recomputed from the combined D, mean volume and temperature.
+    """
+    from aiida_sseff.analysis.diffusion import nernst_einstein_conductivity
+
+    def combine(values, errors):
+        v = np.array([np.nan if x is None else x for x in values], dtype=float)
+        e = np.array([np.nan if x is None else x for x in errors], dtype=float)
+        good = np.isfinite(v) & np.isfinite(e) & (e > 0)
+        if not good.any():
+            return float(np.nanmean(v)) if np.isfinite(v).any() else float('nan'), float('nan')
+        v, e = v[good], e[good]
+        w = 1.0 / e**2
+        mean = float(np.sum(w * v) / np.sum(w))
+        err = float(1.0 / np.sqrt(np.sum(w)))
+        if v.size > 1:
+            err = max(err, float(np.std(v, ddof=1) / np.sqrt(v.size)))
+        return mean, err
+
+    first = runs[0]
+    d, d_err = combine([r['D_cm2_s'] for r in runs], [r['D_err_cm2_s'] for r in runs])
+    d_xyz = [combine([r['D_xyz_cm2_s'][i] for r in runs], [r['D_xyz_err_cm2_s'][i] for r in runs]) for i in range(3)]
+    row = {
+        'temperature_K': first['temperature_K'], 'n_replicas': len(runs),
+        'temperature_mean_K': float(np.mean([r['temperature_mean_K'] for r in runs])),
+        'volume_A3': float(np.mean([r['volume_A3'] for r in runs])), 'n_ions': first['n_ions'],
+        'D_cm2_s': d, 'D_err_cm2_s': d_err,
+        'D_xyz_cm2_s': [x[0] for x in d_xyz], 'D_xyz_err_cm2_s': [x[1] for x in d_xyz],
+        'msd_end_A2': float(np.mean([r['msd_end_A2'] for r in runs])),
+        'diffusive': all(r['diffusive'] for r in runs),
+        'reason': '; '.join(r['reason'] for r in runs if r.get('reason')),
+    }
+    if all(r.get('D_collective_cm2_s') is not None for r in runs):
+        dc, dc_err = combine([r['D_collective_cm2_s'] for r in runs], [r['D_collective_err_cm2_s'] for r in runs])
+        row['D_collective_cm2_s'], row['D_collective_err_cm2_s'] = dc, dc_err
+        if dc > 0 and d > 0:
+            from aiida_sseff.analysis.diffusion import haven_ratio
+
+            row['haven_ratio'], row['haven_ratio_err'] = haven_ratio(d, d_err, dc, dc_err)
+    if d > 0:
+        row['sigma_S_cm'], row['sigma_err_S_cm'] = nernst_einstein_conductivity(
+            d, row['n_ions'], row['volume_A3'], row['temperature_mean_K'], first.get('charge', 1.0), d_err)
+    return row
+
+
+@calcfunction
+def arrhenius_analysis(analysis: orm.Dict, **runs: orm.Dict):
+    """Replicas combined per temperature, weighted Arrhenius fit of the diffusive temperatures, extrapolation.
+
+    Outputs ``results`` (Dict: Ea ± σ in eV, D0 ± σ in cm²/s, D and Nernst–Einstein σ at ``extrapolate_to_K``
+    with errors from the full fit covariance, the kink test, the per-temperature table) and ``diffusion``
+    (ArrayData: one row per temperature). σ(300 K) takes the mean MD volume (the thermal expansion down to
+    300 K is neglected).
+    """
+    from aiida_sseff.analysis.arrhenius import detect_kink, fit_arrhenius
+
+    opts = _analysis_options(analysis.get_dict())
+    by_t: dict[float, list[dict]] = {}
+    for key in sorted(runs):
+        run = runs[key].get_dict()
+        run['charge'] = opts['charge']
+        by_t.setdefault(float(run['temperature_K']), []).append(run)
+    rows = [combine_replicas(by_t[t]) for t in sorted(by_t)]
+    fitted = [r for r in rows if r['diffusive']]
+    if len(fitted) < 2:
+        raise ValueError(f'Arrhenius: {len(fitted)} diffusive temperature(s); at least 2 are needed')
+    t = np.array([r['temperature_K'] for r in fitted])
+    d = np.array([r['D_cm2_s'] for r in fitted])
+    e = np.array([r['D_err_cm2_s'] for r in fitted])
+    fit = fit_arrhenius(t, d, e, absolute_sigma=opts['arrhenius_absolute_sigma'])
+    kink = detect_kink(t, d, e, alpha=opts['kink_alpha'])
+    t_x = float(opts['extrapolate_to_K'])
+    d_x, d_x_err = fit.predict(t_x)
+    lo, hi = fit.interval(t_x)
+    n_ions = fitted[0]['n_ions']
+    volume = float(np.mean([r['volume_A3'] for r in rows]))
+    sigma_x, sigma_x_err = fit.conductivity(t_x, n_ions, volume, opts['charge'])
+    results = {
+        'Ea_eV': fit.ea, 'Ea_err_eV': fit.ea_err, 'D0_cm2_s': fit.d0, 'D0_err_cm2_s': fit.d0_err,
+        'extrapolation_temperature_K': t_x,
+        'D_extrapolated_cm2_s': float(d_x), 'D_extrapolated_err_cm2_s': float(d_x_err),
+        'D_extrapolated_interval_cm2_s': [float(lo), float(hi)],
+        'sigma_extrapolated_S_cm': sigma_x, 'sigma_extrapolated_err_S_cm': sigma_x_err,
+        'arrhenius_params': list(fit.params), 'arrhenius_cov': fit.cov.tolist(),
+        'reduced_chi2': fit.reduced_chi2, 'dof': fit.dof, 'errors_scaled_by_chi2': fit.scaled,
+        'kink': {'testable': kink.testable, 'significant': kink.significant, 'message': kink.message,
+                 'break_temperature_K': kink.break_temperature, 'ea_low_T_eV': kink.ea_low_T,
+                 'ea_high_T_eV': kink.ea_high_T},
+        'n_ions': n_ions, 'volume_A3': volume,
+        'temperatures_fitted_K': [r['temperature_K'] for r in fitted],
+        'temperatures_excluded_K': [r['temperature_K'] for r in rows if not r['diffusive']],
+        'table': rows,
+    }
+    if t_x == 300.0:  # the names users look for
+        results.update({'D_300K_cm2_s': float(d_x), 'D_300K_err_cm2_s': float(d_x_err),
+                        'sigma_300K_S_cm': sigma_x, 'sigma_300K_err_S_cm': sigma_x_err})
+    array = orm.ArrayData()
+    columns = {
+        'temperature_K': [r['temperature_K'] for r in rows],
+        'D_cm2_s': [r['D_cm2_s'] for r in rows], 'D_err_cm2_s': [r['D_err_cm2_s'] for r in rows],
+        'D_xyz_cm2_s': [r['D_xyz_cm2_s'] for r in rows], 'D_xyz_err_cm2_s': [r['D_xyz_err_cm2_s'] for r in rows],
+        'D_collective_cm2_s': [r.get('D_collective_cm2_s', np.nan) for r in rows],
+        'D_collective_err_cm2_s': [r.get('D_collective_err_cm2_s', np.nan) for r in rows],
+        'haven_ratio': [r.get('haven_ratio', np.nan) for r in rows],
+        'haven_ratio_err': [r.get('haven_ratio_err', np.nan) for r in rows],
+        'sigma_S_cm': [r.get('sigma_S_cm', np.nan) for r in rows],
+        'sigma_err_S_cm': [r.get('sigma_err_S_cm', np.nan) for r in rows],
+        'msd_end_A2': [r['msd_end_A2'] for r in rows],
+        'fitted': [int(r['diffusive']) for r in rows],
+    }
+    for name, values in columns.items():
+        array.set_array(name, np.array(values, dtype=float))
+    return {'results': orm.Dict(_clean(results)), 'diffusion': array}
+
+
+# ------------------------------------------------------------------------------------------------ the WorkChain
+def _engine_of(inputs) -> str | None:
+    given = [name for name in ('engine', 'gpumd') if inputs.get(name)]
+    return given[0] if len(given) == 1 else None
+
+
+def _validate_inputs(inputs, _):
+    """Refuse, before any MD runs, what cannot give a diffusion coefficient."""
+    given = [name for name in ('engine', 'gpumd') if inputs.get(name)]
+    if len(given) != 1:
+        return 'give exactly one of the namespaces `engine` (CPU engine) or `gpumd` (GPUMD), got ' + \
+            (', '.join(given) or 'none')
+    engine = given[0]
+    species = inputs['mobile_species'].value if 'mobile_species' in inputs else 'Li'
+    symbols = set(inputs['structure'].get_symbols_set())
+    if species not in symbols:
+        return f'the structure holds no {species} (the mobile species): nothing can diffuse; it holds ' \
+               f'{", ".join(sorted(symbols))}'
+    if len(symbols) < 2:
+        return f'the structure holds only {species}: the framework drift correction needs another species'
+    temperatures = inputs['temperatures'].get_list()
+    if len(temperatures) < 2:
+        return f'temperatures: at least 2 are needed for an Arrhenius fit, got {temperatures}'
+    if any(not float(t) > 0 for t in temperatures) or len(set(map(float, temperatures))) != len(temperatures):
+        return f'temperatures must be positive (K) and distinct, got {temperatures}'
+    if 'replicas' in inputs and inputs['replicas'].value < 1:
+        return f'replicas must be >= 1, got {inputs["replicas"].value}'
+    model = inputs.get('model')
+    try:
+        md_parameters(inputs['md'].get_dict() if 'md' in inputs else {}, engine, 1000.0, 1)
+        _analysis_options(inputs['analysis'].get_dict() if 'analysis' in inputs else {})
+    except ValueError as exception:
+        return str(exception)
+    if model is not None and model.elements:
+        missing = sorted(symbols - set(model.elements))
+        if missing:
+            return f'the model does not know the element(s) {", ".join(missing)} (it knows {", ".join(model.elements)})'
+    if engine == 'gpumd':
+        if not isinstance(model, NepModel):
+            return 'the gpumd engine needs a NEP model (`model`, a NepModel)'
+    else:
+        calculator = inputs['engine'].get('calculator')
+        kind = calculator.get_dict().get('kind') if calculator is not None else None
+        needs = {'nep': NepModel, 'mace': MaceModel}
+        if kind in needs and not isinstance(model, needs[kind]):
+            return f'calculator kind `{kind}` needs a `model` input ({needs[kind].__name__})'
+        if kind not in needs and model is not None:
+            return f'calculator kind `{kind}` takes no `model` input'
+
+
+class DiffusionWorkChain(ProtocolMixin, WorkChain):
+    """MD at several temperatures (in parallel, with replicas) → D(T) with errors → Arrhenius Ea, D0, σ(300 K)."""
+
+    _protocol_file = 'diffusion.yaml'
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input('structure', valid_type=orm.StructureData, help='The electrolyte (periodic cell).')
+        spec.input('model', valid_type=(NepModel, MaceModel), required=False,
+                   help='The force field (NEP for GPUMD or CPUNEP, MACE); none for CHGNet.')
+        spec.input('temperatures', valid_type=orm.List, help='Temperatures (K), one MD run each per replica.')
+        spec.input('md', valid_type=orm.Dict, required=False,
+                   help='timestep_fs, equilibration_ps, production_ps, sample_interval_fs, thermostat_time_fs, '
+                        "ensemble ('nvt' or an engine's own name), seed, engine_parameters (merged last).")
+        spec.input('analysis', valid_type=orm.Dict, required=False,
+                   help='Fit window (start/end_fraction), method, min_msd_A2, charge, extrapolate_to_K, ...')
+        spec.input('replicas', valid_type=orm.Int, default=lambda: orm.Int(1),
+                   help='Independent MD runs (different seeds) per temperature.')
+        spec.input('min_cell_width', valid_type=orm.Float, required=False,
+                   help='Replicate the cell until every perpendicular width is at least this (Å), e.g. 2× cutoff.')
+        spec.input('mobile_species', valid_type=orm.Str, default=lambda: orm.Str('Li'), help='The diffusing ion.')
+        spec.expose_inputs(EngineMdCalculation, namespace='engine', exclude=('structure', 'parameters', 'model'),
+                           namespace_options={'required': False, 'populate_defaults': False,
+                                              'help': 'MD on the CPU engine (aiida-sseff-engine md).'})
+        spec.expose_inputs(GpumdCalculation, namespace='gpumd',
+                           exclude=('structure', 'parameters', 'model', 'mobile_species'),
+                           namespace_options={'required': False, 'populate_defaults': False,
+                                              'help': 'MD on GPUMD (gpumd).'})
+        # the CalcJobs' own validators need the excluded structure/model; the WorkChain's validator checks them
+        spec.inputs['engine'].validator = None
+        spec.inputs['gpumd'].validator = None
+        for namespace in ('engine', 'gpumd'):
+            # the namespaces are not populated with defaults (only the one given is used), so a partial
+            # metadata.options must not need `resources`: the CalcJob fills in its own default
+            spec.inputs[namespace]['metadata']['options']['resources'].required = False
+        spec.inputs.validator = _validate_inputs
+
+        spec.outline(cls.setup, cls.prepare_cell, cls.run_md, cls.inspect_md, cls.analyse, cls.fit, cls.finalise)
+
+        spec.output('results', valid_type=orm.Dict, help='Ea, D0, D and σ at 300 K with errors, kink test, table.')
+        spec.output('diffusion', valid_type=orm.ArrayData, help='D(T), errors, D per direction, σ(T), per row.')
+        spec.output('structure', valid_type=orm.StructureData, required=False, help='The supercell used, if any.')
+        spec.output_namespace('runs', valid_type=orm.Dict, dynamic=True, help='Per-run D, σ, Haven ratio.')
+        spec.output_namespace('msd', valid_type=orm.ArrayData, dynamic=True, help='Per-run MSD and fit window.')
+
+        spec.exit_code(401, 'ERROR_NO_MOBILE_SPECIES',
+                       message='The structure holds no {species}: nothing can diffuse.')
+        spec.exit_code(410, 'ERROR_MD_FAILED', message='The MD failed at {runs}: {message}')
+        spec.exit_code(420, 'ERROR_TOO_FEW_DIFFUSION_EVENTS',
+                       message='Too few diffusion events in the fit window at {temperatures} K ({reasons}); only '
+                               '{n_ok} temperature(s) usable, 2 needed: run longer or hotter.')
+
+    @classmethod
+    def get_builder_from_protocol(cls, code, structure, model=None, protocol=None, overrides=None, options=None,
+                                  calculator=None):
+        """A ready builder from ``protocols/diffusion.yaml`` (``fast``, ``balanced``, ``stringent``).
+
+        The engine follows the code: a code whose default plugin is ``sseff.gpumd`` runs GPUMD, any other the
+        CPU engine (calculator kind from the model: ``nep``, ``mace``, or ``chgnet`` without a model, unless
+        ``calculator`` is given). ``min_cell_width`` = ``min_cell_width_factor`` × the model's cutoff.
+        """
+        inputs = cls.get_protocol_inputs(protocol, overrides)
+        builder = cls.get_builder()
+        builder.structure = structure
+        if model is not None:
+            builder.model = model
+        builder.temperatures = orm.List([float(t) for t in inputs['temperatures']])
+        builder.md = orm.Dict(inputs['md'])
+        builder.analysis = orm.Dict(inputs['analysis'])
+        builder.replicas = orm.Int(inputs['replicas'])
+        builder.mobile_species = orm.Str(inputs['mobile_species'])
+        cutoff = _model_cutoff(model, calculator)
+        factor = inputs.get('min_cell_width_factor')
+        if factor and cutoff:
+            builder.min_cell_width = orm.Float(float(factor) * cutoff)
+        engine = 'gpumd' if code.get_input_plugin_name() == 'sseff.gpumd' else 'engine'
+        namespace = builder[engine]
+        namespace.code = code
+        if engine == 'engine':
+            if calculator is None:
+                calculator = {'kind': {NepModel: 'nep', MaceModel: 'mace'}.get(type(model), 'chgnet')}
+            namespace.calculator = orm.Dict(calculator)
+        if options:
+            namespace.metadata.options = options
+        return builder
+
+    def setup(self):
+        self.ctx.engine = _engine_of(self.inputs)
+        self.ctx.species = self.inputs.mobile_species.value
+        self.ctx.temperatures = [float(t) for t in self.inputs.temperatures.get_list()]
+        self.ctx.md = self.inputs.md.get_dict() if 'md' in self.inputs else {}
+        self.ctx.analysis = self.inputs.analysis if 'analysis' in self.inputs else orm.Dict(DEFAULT_ANALYSIS)
+        if self.ctx.species not in self.inputs.structure.get_symbols_set():
+            return self.exit_codes.ERROR_NO_MOBILE_SPECIES.format(species=self.ctx.species)
+
+    def prepare_cell(self):
+        structure = self.inputs.structure
+        if 'min_cell_width' in self.inputs:
+            reps = replication_for_width(structure.cell, self.inputs.min_cell_width.value)
+            if reps != (1, 1, 1):
+                structure = make_supercell(structure, self.inputs.min_cell_width)
+                self.out('structure', structure)
+                self.report(f'replicated the cell {reps} to {len(structure.sites)} atoms (every width >= '
+                            f'{self.inputs.min_cell_width.value:g} Å)')
+        self.ctx.structure = structure
+
+    def run_md(self):
+        process = EngineMdCalculation if self.ctx.engine == 'engine' else GpumdCalculation
+        base_seed = int(self.ctx.md.get('seed', DEFAULT_MD['seed']))
+        jobs = {}
+        self.ctx.labels = []
+        counter = 0
+        for temperature in self.ctx.temperatures:
+            for replica in range(self.inputs.replicas.value):
+                label = run_label(temperature, replica)
+                inputs = AttributeDict(self.exposed_inputs(process, namespace=self.ctx.engine))
+                inputs.structure = self.ctx.structure
+                # a different seed per run: replicas and temperatures must be independent samples
+                inputs.parameters = orm.Dict(md_parameters(self.ctx.md, self.ctx.engine, temperature,
+                                                           base_seed + counter))
+                if 'model' in self.inputs:
+                    inputs.model = self.inputs.model
+                if self.ctx.engine == 'gpumd':
+                    inputs.mobile_species = self.inputs.mobile_species
+                metadata = dict(inputs.get('metadata', {}))
+                metadata.update({'label': f'md_{label}', 'call_link_label': f'md_{label}'})
+                inputs.metadata = metadata
+                jobs[label] = self.submit(process, **inputs)
+                self.ctx.labels.append((label, temperature))
+                counter += 1
+        self.report(f'submitted {len(jobs)} MD runs ({self.ctx.engine}) at {self.ctx.temperatures} K')
+        return ToContext(**jobs)
+
+    def inspect_md(self):
+        failed = [label for label, _ in self.ctx.labels if not self.ctx[label].is_finished_ok]
+        if failed:
+            messages = '; '.join(f'{label}: [{self.ctx[label].exit_status}] {self.ctx[label].exit_message}'
+                                 for label in failed)
+            return self.exit_codes.ERROR_MD_FAILED.format(runs=', '.join(failed), message=messages)
+
+    def analyse(self):
+        self.ctx.runs = {}
+        species = orm.Str(self.ctx.species)
+        for label, temperature in self.ctx.labels:
+            node = self.ctx[label]
+            metadata = {'call_link_label': f'diffusion_{label}'}
+            if self.ctx.engine == 'engine':
+                out = diffusion_from_trajectory(node.outputs.trajectory, node.outputs.thermo, orm.Float(temperature),
+                                                self.ctx.analysis, species, metadata=metadata)
+            else:
+                parameters = node.inputs.parameters.get_dict()
+                length = parameters['production_steps'] * parameters.get('time_step_fs', 1.0) / 1000.0
+                kwargs = {'thermo': node.outputs.thermo} if 'thermo' in node.outputs else {}
+                out = diffusion_from_gpumd_msd(node.outputs.msd, node.inputs.structure, orm.Float(temperature),
+                                               orm.Float(length), self.ctx.analysis, species, metadata=metadata,
+                                               **kwargs)
+            self.ctx.runs[label] = out['result']
+            self.out(f'runs.{label}', out['result'])
+            self.out(f'msd.{label}', out['msd'])
+            result = out['result']
+            self.report(f'{label}: D = {result["D_cm2_s"]:.3e} ± {result["D_err_cm2_s"] or float("nan"):.1e} cm²/s, '
+                        f'MSD at fit end {result["msd_end_A2"]:.2f} Å²')
+        by_t: dict[float, list[dict]] = {}
+        for label, temperature in self.ctx.labels:
+            by_t.setdefault(temperature, []).append(self.ctx.runs[label].get_dict())
+        bad = {t: [r['reason'] for r in runs if not r['diffusive']] for t, runs in by_t.items()}
+        bad = {t: reasons for t, reasons in bad.items() if reasons}
+        n_ok = len(by_t) - len(bad)
+        if bad:
+            self.report(f'excluded from the Arrhenius fit (too few diffusion events): {sorted(bad)} K')
+        if n_ok < 2:
+            return self.exit_codes.ERROR_TOO_FEW_DIFFUSION_EVENTS.format(
+                temperatures=', '.join(f'{t:g}' for t in sorted(bad)), n_ok=n_ok,
+                reasons='; '.join(f'{t:g} K: {reasons[0]}' for t, reasons in sorted(bad.items())))
+
+    def fit(self):
+        out = arrhenius_analysis(self.ctx.analysis, **self.ctx.runs, metadata={'call_link_label': 'arrhenius'})
+        self.ctx.results = out['results']
+        self.out('results', out['results'])
+        self.out('diffusion', out['diffusion'])
+
+    def finalise(self):
+        r = self.ctx.results
+        x = r['extrapolation_temperature_K']
+        self.report(f"Ea = {r['Ea_eV']:.3f} ± {r['Ea_err_eV']:.3f} eV, D({x:g} K) = {r['D_extrapolated_cm2_s']:.2e} "
+                    f"cm²/s, σ({x:g} K) = {1e3 * r['sigma_extrapolated_S_cm']:.3g} mS/cm")
+        if r['kink']['significant']:
+            self.report(f"warning: two Arrhenius regimes: {r['kink']['message']}")
+
+
+def _model_cutoff(model, calculator=None) -> float | None:
+    """The model's interaction range (Å): NEP radial cutoff, MACE r_max; CHGNet's atom-graph cutoff (6 Å)."""
+    if isinstance(model, NepModel):
+        return float(model.cutoff[0])
+    if isinstance(model, MaceModel):
+        return model.cutoff
+    kind = (calculator or {}).get('kind', 'chgnet') if model is None else None
+    return 6.0 if kind == 'chgnet' else None
