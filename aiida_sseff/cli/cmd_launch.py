@@ -81,15 +81,18 @@ def cmd_launch():
 @click.option('--protocol', type=click.Choice(['fast', 'balanced', 'stringent']), default='fast', show_default=True)
 @click.option('--code', 'code_label', default='sseff-engine@localhost', show_default=True, help='Engine code.')
 @click.option('--overrides', type=click.Path(exists=True, dir_okay=False), help='YAML file merged into the protocol.')
+@click.option('--training-code', 'training_code_label', default=None,
+              help='GPUMD `nep` or `neppo` code: also train NEP models on the labelled set (e.g. neppo@localhost).')
 @click.option('--daemon/--no-daemon', default=True, show_default=True, help='Submit to the daemon or run here.')
 @click.option('--wait/--no-wait', default=True, show_default=True, help='With --daemon: wait for the end.')
-def cmd_launch_pipeline(structure, protocol, code_label, overrides, daemon, wait):
-    """Sample STRUCTURE (file or shipped name) by MD, select and label it: the main job."""
-    node = launch_pipeline(structure, protocol, code_label, overrides, daemon, wait)
+def cmd_launch_pipeline(structure, protocol, code_label, overrides, training_code_label, daemon, wait):
+    """Sample STRUCTURE (file or shipped name) by MD, select and label it, optionally train: the main job."""
+    node = launch_pipeline(structure, protocol, code_label, overrides, daemon, wait, training_code_label)
     click.echo(f'pipeline <{node.pk}>: {node.process_state.value if node.process_state else "created"}')
 
 
-def launch_pipeline(structure, protocol, code_label, overrides_path=None, daemon=True, wait=True):
+def launch_pipeline(structure, protocol, code_label, overrides_path=None, daemon=True, wait=True,
+                    training_code_label=None):
     import yaml
     from aiida import orm
     from aiida.engine import run_get_node, submit
@@ -98,8 +101,9 @@ def launch_pipeline(structure, protocol, code_label, overrides_path=None, daemon
 
     code = orm.load_code(code_label)
     overrides = yaml.safe_load(Path(overrides_path).read_text()) if overrides_path else None
+    training_code = orm.load_code(training_code_label) if training_code_label else None
     builder = SseffPipelineWorkChain.get_builder_from_protocol(
-        code, load_structure_file(structure), protocol=protocol, overrides=overrides
+        code, load_structure_file(structure), protocol=protocol, overrides=overrides, training_code=training_code
     )
     if not daemon:
         _, node = run_get_node(builder)
@@ -117,12 +121,15 @@ def launch_pipeline(structure, protocol, code_label, overrides_path=None, daemon
 @click.option('--output', type=click.Path(file_okay=False), default='results', show_default=True,
               help='Folder for the archive, the dataset and the plots.')
 def cmd_demo(protocol, output):
-    """The main job: the pipeline on the shipped Li10GeP2S12 cell, then export and plots."""
-    from aiida_sseff.cli.cmd_setup import ensure_engine_code, ensure_localhost
+    """The main job: the pipeline on the shipped Li10GeP2S12 cell (sample, label, train NEP), then export and plots."""
+    from aiida_sseff.cli.cmd_setup import ensure_engine_code, ensure_localhost, ensure_neppo_code
 
-    ensure_engine_code(ensure_localhost())
+    computer = ensure_localhost()
+    ensure_engine_code(computer)
+    neppo = ensure_neppo_code(computer)
     start = time.monotonic()
-    node = launch_pipeline('Li10GeP2S12', protocol, 'sseff-engine@localhost', daemon=True, wait=True)
+    node = launch_pipeline('Li10GeP2S12', protocol, 'sseff-engine@localhost', daemon=True, wait=True,
+                           training_code_label=neppo.full_label if neppo is not None else None)
     if not node.is_finished_ok:
         raise click.ClickException(f'pipeline <{node.pk}> failed: {node.exit_status} {node.exit_message}')
     output = Path(output).resolve()
@@ -132,6 +139,15 @@ def cmd_demo(protocol, output):
     from aiida_sseff.cli.plots import plot_pipeline
 
     plot_path = plot_pipeline(node, output / f'pipeline-{node.pk}.png')
+    plots = [plot_path]
+    if 'model' in node.outputs:
+        from aiida_sseff.cli.cmd_training import cmd_plot_training
+
+        training = node.base.links.get_outgoing(link_label_filter='training').one().node
+        training_plot = output / f'training-{training.pk}.png'
+        click.get_current_context().invoke(cmd_plot_training, process=training, output=training_plot, replica=None)
+        plots.append(training_plot)
+        node.outputs.model.export_file(output / f'nep-{node.pk}.txt')
     summary = pipeline_summary(node)
     (output / f'pipeline-{node.pk}.json').write_text(json.dumps(summary, indent=2))
     click.echo('')
@@ -141,7 +157,9 @@ def cmd_demo(protocol, output):
     click.echo(f'  provenance: verdi process status {node.pk}; aiida-sseff show pipeline {node.pk}')
     click.echo(f'  archive:    {archive}')
     click.echo(f'  dataset:    {dataset_path}')
-    click.echo(f'  plot:       {plot_path}')
+    click.echo(f'  plots:      {", ".join(str(p) for p in plots)}')
+    if 'model' in node.outputs:
+        click.echo(f'  NEP model:  {output / f"nep-{node.pk}.txt"}')
 
 
 def pipeline_summary(node) -> dict:
@@ -155,7 +173,7 @@ def pipeline_summary(node) -> dict:
             'frames': results['n_frames'],
             'speed_atom_step_per_s': round(results['speed_atom_step_per_s'] or 0, 1),
         }
-    return {
+    summary = {
         'structure': node.inputs.structure.get_formula(),
         'md': md,
         'candidates': node.outputs.candidates.n_structures,
@@ -164,3 +182,10 @@ def pipeline_summary(node) -> dict:
         'energy_per_atom_eV_range': [round(float(min(energies)), 4), round(float(max(energies)), 4)],
         'dataset_sha256': dataset.sha256,
     }
+    if 'training_metrics' in node.outputs:
+        metrics = node.outputs.training_metrics
+        summary['nep_held_out_rmse'] = {
+            'energy_meV_per_atom': round(metrics['energy_mev_per_atom'], 2),
+            'force_meV_per_A': round(metrics['force_mev_per_angstrom'], 1),
+        }
+    return summary

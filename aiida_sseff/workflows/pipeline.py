@@ -1,18 +1,21 @@
-"""``sseff.pipeline``: the main job. Sample an SSE by MD at several temperatures, select, label — all in provenance.
+"""``sseff.pipeline``: the main job. Sample an SSE by MD at several temperatures, select, label, train a NEP model —
+all in provenance. ``aiida-sseff demo`` runs it on the shipped Li10GeP2S12 cell.
 
-Later stages (train → MD with the trained model → Arrhenius) are added to this same WorkChain by the issues that
-deliver them; ``aiida-sseff demo`` runs it on the shipped Li10GeP2S12 cell.
+Each optional stage runs when its code is given (``training.code``); the stage's own WorkChain is built at run time
+from its protocol name and overrides (inputs of this WorkChain, so they are in provenance) and the dataset made here.
 """
 
 from __future__ import annotations
 
 from aiida import orm
 from aiida.common import AttributeDict
-from aiida.engine import ToContext, WorkChain, calcfunction
+from aiida.engine import ToContext, WorkChain, calcfunction, if_
 
 from aiida_sseff.calculations.engine import EngineLabelCalculation, EngineMdCalculation
 from aiida_sseff.data.dataset import LabelledDataset
+from aiida_sseff.data.model import NepModel
 from aiida_sseff.protocols.utils import ProtocolMixin
+from aiida_sseff.workflows.training import NepTrainingWorkChain
 
 
 @calcfunction
@@ -35,7 +38,7 @@ def select_structures(candidates: LabelledDataset, n_structures: orm.Int) -> Lab
     structures = candidates.get_ase()
     indices = select_indices(structures, n_structures.value)
     selected = [structures[i] for i in indices]
-    for index, atoms in zip(indices, selected):
+    for index, atoms in zip(indices, selected, strict=True):
         atoms.info['candidate_index'] = int(index)
     return LabelledDataset(selected, require_labels=False)
 
@@ -80,23 +83,38 @@ class SseffPipelineWorkChain(ProtocolMixin, WorkChain):
         spec.input('labelling.calculator', valid_type=orm.Dict, help='Calculator spec of the reference.')
         spec.input('labelling.model', required=False, help='Model node for kind nep/mace.')
         spec.input('options', valid_type=orm.Dict, required=False, help='CalcJob metadata.options for every job.')
+        spec.input_namespace('training', required=False, populate_defaults=False,
+                             help='NEP training of the labelled dataset (sseff.train.nep); skipped without a code.')
+        spec.input('training.code', valid_type=orm.AbstractCode, required=False, help='GPUMD `nep` or `neppo`.')
+        spec.input('training.protocol', valid_type=orm.Str, required=False, help='Protocol of sseff.train.nep.')
+        spec.input('training.overrides', valid_type=orm.Dict, required=False, help='Overrides of that protocol.')
         spec.inputs.validator = _validate_inputs
 
-        spec.outline(cls.setup, cls.run_sampling, cls.inspect_sampling, cls.select, cls.run_labelling,
-                     cls.inspect_labelling)
+        spec.outline(
+            cls.setup, cls.run_sampling, cls.inspect_sampling, cls.select, cls.run_labelling, cls.inspect_labelling,
+            if_(cls.should_train)(cls.run_training, cls.inspect_training),
+        )
 
         spec.output('candidates', valid_type=LabelledDataset, help='All MD snapshots (unlabelled).')
         spec.output('selected', valid_type=LabelledDataset, help='The selected candidates (unlabelled).')
         spec.output('dataset', valid_type=LabelledDataset, help='The selection with reference labels.')
+        spec.output('model', valid_type=NepModel, required=False, help='The best NEP replica (held-out force RMSE).')
+        spec.output('training_metrics', valid_type=orm.Dict, required=False, help='Its held-out errors.')
 
         spec.exit_code(401, 'ERROR_SAMPLING_FAILED', message='The sampling MD failed at {temperatures} K.')
         spec.exit_code(402, 'ERROR_LABELLING_FAILED', message='The labelling calculation failed: {message}')
         spec.exit_code(403, 'ERROR_TOO_FEW_CANDIDATES',
                        message='Only {n_candidates} candidates for {n_structures} structures: sample longer.')
+        spec.exit_code(404, 'ERROR_TRAINING_FAILED', message='The NEP training failed: {message}')
 
     @classmethod
-    def get_builder_from_protocol(cls, code, structure, protocol=None, overrides=None, options=None):
-        """A ready builder: protocol defaults (``fast``, ``balanced``, ``stringent``) merged with ``overrides``."""
+    def get_builder_from_protocol(cls, code, structure, protocol=None, overrides=None, options=None,
+                                  training_code=None):
+        """A ready builder: protocol defaults (``fast``, ``balanced``, ``stringent``) merged with ``overrides``.
+
+        :param training_code: GPUMD ``nep`` or ``neppo``; with it, the labelled dataset is used to train NEP models
+            with the training protocol named in this protocol's ``training`` section.
+        """
         inputs = cls.get_protocol_inputs(protocol, overrides)
         builder = cls.get_builder()
         builder.code = code
@@ -108,6 +126,10 @@ class SseffPipelineWorkChain(ProtocolMixin, WorkChain):
         builder.labelling.calculator = orm.Dict(inputs['labelling']['calculator'])
         if options:
             builder.options = orm.Dict(options)
+        if training_code is not None:
+            builder.training.code = training_code
+            builder.training.protocol = orm.Str(inputs['training']['protocol'])
+            builder.training.overrides = orm.Dict(inputs['training'].get('overrides') or {})
         return builder
 
     def setup(self):
@@ -166,3 +188,31 @@ class SseffPipelineWorkChain(ProtocolMixin, WorkChain):
         self.out('dataset', node.outputs.dataset)
         failures = node.outputs.results.get('failures', [])
         self.report(f'labelled {node.outputs.dataset.n_structures} structures ({len(failures)} left out)')
+        self.ctx.dataset = node.outputs.dataset
+
+    def should_train(self):
+        return 'training' in self.inputs and 'code' in self.inputs.training
+
+    def run_training(self):
+        training = self.inputs.training
+        protocol = training.protocol.value if 'protocol' in training else None
+        overrides = training.overrides.get_dict() if 'overrides' in training else None
+        builder = NepTrainingWorkChain.get_builder_from_protocol(
+            training.code, self.ctx.dataset, protocol=protocol, overrides=overrides
+        )
+        builder.metadata.call_link_label = 'training'
+        node = self.submit(builder)
+        self.report(f'submitted NEP training <{node.pk}>')
+        return ToContext(training=node)
+
+    def inspect_training(self):
+        node = self.ctx.training
+        if not node.is_finished_ok:
+            return self.exit_codes.ERROR_TRAINING_FAILED.format(message=node.exit_message or node.process_state)
+        self.out('model', node.outputs.model)
+        self.out('training_metrics', node.outputs.metrics)
+        metrics = node.outputs.metrics
+        self.report(
+            f"trained NEP: held-out force RMSE {metrics['force_mev_per_angstrom']:.1f} meV/Å, energy "
+            f"{metrics['energy_mev_per_atom']:.2f} meV/atom"
+        )
