@@ -83,16 +83,20 @@ def cmd_launch():
 @click.option('--overrides', type=click.Path(exists=True, dir_okay=False), help='YAML file merged into the protocol.')
 @click.option('--training-code', 'training_code_label', default=None,
               help='GPUMD `nep` or `neppo` code: also train NEP models on the labelled set (e.g. neppo@localhost).')
+@click.option('--diffusion-code', 'diffusion_code_label', default=None,
+              help='Engine or GPUMD `gpumd` code: also compute the trained model\'s Li transport (needs --training-code).')
 @click.option('--daemon/--no-daemon', default=True, show_default=True, help='Submit to the daemon or run here.')
 @click.option('--wait/--no-wait', default=True, show_default=True, help='With --daemon: wait for the end.')
-def cmd_launch_pipeline(structure, protocol, code_label, overrides, training_code_label, daemon, wait):
-    """Sample STRUCTURE (file or shipped name) by MD, select and label it, optionally train: the main job."""
-    node = launch_pipeline(structure, protocol, code_label, overrides, daemon, wait, training_code_label)
+def cmd_launch_pipeline(structure, protocol, code_label, overrides, training_code_label, diffusion_code_label, daemon,
+                        wait):
+    """Sample STRUCTURE (file or shipped name) by MD, select and label it, optionally train and diffuse: the main job."""
+    node = launch_pipeline(structure, protocol, code_label, overrides, daemon, wait, training_code_label,
+                           diffusion_code_label)
     click.echo(f'pipeline <{node.pk}>: {node.process_state.value if node.process_state else "created"}')
 
 
 def launch_pipeline(structure, protocol, code_label, overrides_path=None, daemon=True, wait=True,
-                    training_code_label=None):
+                    training_code_label=None, diffusion_code_label=None):
     import yaml
     from aiida import orm
     from aiida.engine import run_get_node, submit
@@ -102,8 +106,10 @@ def launch_pipeline(structure, protocol, code_label, overrides_path=None, daemon
     code = orm.load_code(code_label)
     overrides = yaml.safe_load(Path(overrides_path).read_text()) if overrides_path else None
     training_code = orm.load_code(training_code_label) if training_code_label else None
+    diffusion_code = orm.load_code(diffusion_code_label) if diffusion_code_label else None
     builder = SseffPipelineWorkChain.get_builder_from_protocol(
-        code, load_structure_file(structure), protocol=protocol, overrides=overrides, training_code=training_code
+        code, load_structure_file(structure), protocol=protocol, overrides=overrides, training_code=training_code,
+        diffusion_code=diffusion_code,
     )
     if not daemon:
         _, node = run_get_node(builder)
@@ -128,8 +134,10 @@ def cmd_demo(protocol, output):
     ensure_engine_code(computer)
     neppo = ensure_neppo_code(computer)
     start = time.monotonic()
+    training_code_label = neppo.full_label if neppo is not None else None
     node = launch_pipeline('Li10GeP2S12', protocol, 'sseff-engine@localhost', daemon=True, wait=True,
-                           training_code_label=neppo.full_label if neppo is not None else None)
+                           training_code_label=training_code_label,
+                           diffusion_code_label='sseff-engine@localhost' if training_code_label else None)
     if not node.is_finished_ok:
         raise click.ClickException(f'pipeline <{node.pk}> failed: {node.exit_status} {node.exit_message}')
     output = Path(output).resolve()
@@ -148,6 +156,13 @@ def cmd_demo(protocol, output):
         click.get_current_context().invoke(cmd_plot_training, process=training, output=training_plot, replica=None)
         plots.append(training_plot)
         node.outputs.model.export_file(output / f'nep-{node.pk}.txt')
+    if 'transport' in node.outputs:
+        from aiida_sseff.cli.cmd_transport import cmd_plot_diffusion, diffusion_table
+
+        diffusion = node.base.links.get_outgoing(link_label_filter='diffusion').one().node
+        arrhenius_plot = output / f'diffusion-{diffusion.pk}.png'
+        click.get_current_context().invoke(cmd_plot_diffusion, process=diffusion, path=arrhenius_plot)
+        plots.append(arrhenius_plot)
     summary = pipeline_summary(node)
     (output / f'pipeline-{node.pk}.json').write_text(json.dumps(summary, indent=2))
     click.echo('')
@@ -157,6 +172,10 @@ def cmd_demo(protocol, output):
     click.echo(f'  provenance: verdi process status {node.pk}; aiida-sseff show pipeline {node.pk}')
     click.echo(f'  archive:    {archive}')
     click.echo(f'  dataset:    {dataset_path}')
+    if 'transport' in node.outputs:
+        click.echo('  Li transport of the trained NEP model (sseff.diffusion, fast protocol: a smoke test):')
+        for line in diffusion_table(node.outputs.transport.get_dict()):
+            click.echo(f'    {line}')
     click.echo(f'  plots:      {", ".join(str(p) for p in plots)}')
     if 'model' in node.outputs:
         click.echo(f'  NEP model:  {output / f"nep-{node.pk}.txt"}')

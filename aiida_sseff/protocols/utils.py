@@ -2,7 +2,10 @@
 
 Same layout and merging rules as aiida-quantumespresso's ``workflows/protocols/utils.py``: a protocol holds only
 what differs from ``default_inputs``; overrides merge recursively; unknown override keys are refused with a warning
-naming them. (aiida-quantumespresso is not a dependency of ours, so this small mixin is re-implemented here.)
+naming them and are still passed on, so the process's own validators refuse what is really wrong (a warning
+alone would let a typo silently change nothing). Free-form mappings (``_protocol_open_keys``, e.g. the nep.in
+keywords of a training) take any key without a warning. (aiida-quantumespresso is not a dependency of ours, so this
+small mixin is re-implemented here.)
 """
 
 from __future__ import annotations
@@ -29,15 +32,17 @@ def recursive_merge(left: dict, right: dict) -> dict:
     return merged
 
 
-def unknown_keys(reference: dict, overrides: dict, prefix: str = '') -> list[str]:
-    """Keys of ``overrides`` that ``reference`` does not have, as dotted paths."""
+def unknown_keys(reference: dict, overrides: dict, prefix: str = '', open_keys: tuple[str, ...] = ()) -> list[str]:
+    """Keys of ``overrides`` that ``reference`` does not have, as dotted paths (none below an ``open_keys`` path)."""
     result = []
     for key, value in overrides.items():
         path = f'{prefix}{key}'
+        if path in open_keys:
+            continue
         if key not in reference:
             result.append(path)
         elif isinstance(value, dict) and isinstance(reference[key], dict) and reference[key]:
-            result.extend(unknown_keys(reference[key], value, f'{path}.'))
+            result.extend(unknown_keys(reference[key], value, f'{path}.', open_keys))
     return result
 
 
@@ -45,6 +50,7 @@ class ProtocolMixin:
     """Adds ``get_available_protocols``, ``get_default_protocol`` and ``get_protocol_inputs`` to a process class."""
 
     _protocol_file: str = ''
+    _protocol_open_keys: tuple[str, ...] = ()
 
     @classmethod
     def _load_protocol_file(cls) -> dict:
@@ -69,21 +75,9 @@ class ProtocolMixin:
         specific = {k: v for k, v in data['protocols'][protocol].items() if k != 'description'}
         inputs = recursive_merge(data['default_inputs'], specific)
         if overrides:
-            unknown = unknown_keys(inputs, overrides)
+            unknown = unknown_keys(inputs, overrides, open_keys=cls._protocol_open_keys)
             if unknown:
-                warnings.warn(f'overrides with keys unknown to protocol `{protocol}` are ignored: {unknown}',
-                              stacklevel=2)
-                overrides = _drop(overrides, unknown)
+                warnings.warn(f'overrides with keys unknown to protocol `{protocol}`: {unknown}', stacklevel=2)
             inputs = recursive_merge(inputs, overrides)
         return inputs
 
-
-def _drop(overrides: dict, paths: list[str]) -> dict:
-    result = copy.deepcopy(overrides)
-    for path in paths:
-        node = result
-        *parents, last = path.split('.')
-        for parent in parents:
-            node = node[parent]
-        node.pop(last, None)
-    return result

@@ -463,6 +463,7 @@ class DiffusionWorkChain(ProtocolMixin, WorkChain):
     """MD at several temperatures (in parallel, with replicas) → D(T) with errors → Arrhenius Ea, D0, σ(300 K)."""
 
     _protocol_file = 'diffusion.yaml'
+    _protocol_open_keys = ('md.engine_parameters',)
 
     @classmethod
     def define(cls, spec):

@@ -15,6 +15,7 @@ from aiida_sseff.calculations.engine import EngineLabelCalculation, EngineMdCalc
 from aiida_sseff.data.dataset import LabelledDataset
 from aiida_sseff.data.model import NepModel
 from aiida_sseff.protocols.utils import ProtocolMixin
+from aiida_sseff.workflows.diffusion import DiffusionWorkChain
 from aiida_sseff.workflows.training import NepTrainingWorkChain
 
 
@@ -66,6 +67,7 @@ class SseffPipelineWorkChain(ProtocolMixin, WorkChain):
     """Sample → select → label, on any engine code (``aiida-sseff-engine``), every step a node in provenance."""
 
     _protocol_file = 'pipeline.yaml'
+    _protocol_open_keys = ('training.overrides', 'diffusion.overrides', 'sampling.calculator', 'labelling.calculator')
 
     @classmethod
     def define(cls, spec):
@@ -88,11 +90,20 @@ class SseffPipelineWorkChain(ProtocolMixin, WorkChain):
         spec.input('training.code', valid_type=orm.AbstractCode, required=False, help='GPUMD `nep` or `neppo`.')
         spec.input('training.protocol', valid_type=orm.Str, required=False, help='Protocol of sseff.train.nep.')
         spec.input('training.overrides', valid_type=orm.Dict, required=False, help='Overrides of that protocol.')
+        spec.input_namespace('diffusion', required=False, populate_defaults=False,
+                             help='Li transport of the trained model (sseff.diffusion); needs training.')
+        spec.input('diffusion.code', valid_type=orm.AbstractCode, required=False,
+                   help='The engine (CPUNEP) or a GPUMD `gpumd` code.')
+        spec.input('diffusion.protocol', valid_type=orm.Str, required=False, help='Protocol of sseff.diffusion.')
+        spec.input('diffusion.overrides', valid_type=orm.Dict, required=False, help='Overrides of that protocol.')
         spec.inputs.validator = _validate_inputs
 
         spec.outline(
             cls.setup, cls.run_sampling, cls.inspect_sampling, cls.select, cls.run_labelling, cls.inspect_labelling,
-            if_(cls.should_train)(cls.run_training, cls.inspect_training),
+            if_(cls.should_train)(
+                cls.run_training, cls.inspect_training,
+                if_(cls.should_diffuse)(cls.run_diffusion, cls.inspect_diffusion),
+            ),
         )
 
         spec.output('candidates', valid_type=LabelledDataset, help='All MD snapshots (unlabelled).')
@@ -100,21 +111,28 @@ class SseffPipelineWorkChain(ProtocolMixin, WorkChain):
         spec.output('dataset', valid_type=LabelledDataset, help='The selection with reference labels.')
         spec.output('model', valid_type=NepModel, required=False, help='The best NEP replica (held-out force RMSE).')
         spec.output('training_metrics', valid_type=orm.Dict, required=False, help='Its held-out errors.')
+        spec.output('transport', valid_type=orm.Dict, required=False,
+                    help='Ea, D0, D and σ at 300 K with errors, per-temperature table (sseff.diffusion results).')
 
         spec.exit_code(401, 'ERROR_SAMPLING_FAILED', message='The sampling MD failed at {temperatures} K.')
         spec.exit_code(402, 'ERROR_LABELLING_FAILED', message='The labelling calculation failed: {message}')
         spec.exit_code(403, 'ERROR_TOO_FEW_CANDIDATES',
                        message='Only {n_candidates} candidates for {n_structures} structures: sample longer.')
         spec.exit_code(404, 'ERROR_TRAINING_FAILED', message='The NEP training failed: {message}')
+        spec.exit_code(405, 'ERROR_DIFFUSION_FAILED', message='The diffusion MD of the trained model failed: {message}')
 
     @classmethod
     def get_builder_from_protocol(cls, code, structure, protocol=None, overrides=None, options=None,
-                                  training_code=None):
+                                  training_code=None, diffusion_code=None):
         """A ready builder: protocol defaults (``fast``, ``balanced``, ``stringent``) merged with ``overrides``.
 
         :param training_code: GPUMD ``nep`` or ``neppo``; with it, the labelled dataset is used to train NEP models
             with the training protocol named in this protocol's ``training`` section.
+        :param diffusion_code: the engine code (CPUNEP) or GPUMD ``gpumd``; with it (and a training code), the trained
+            model's Li diffusivity is computed at the temperatures of the ``diffusion`` section (Arrhenius → Ea, σ).
         """
+        if diffusion_code is not None and training_code is None:
+            raise ValueError('the diffusion stage needs a trained model: give a training_code too')
         inputs = cls.get_protocol_inputs(protocol, overrides)
         builder = cls.get_builder()
         builder.code = code
@@ -130,6 +148,10 @@ class SseffPipelineWorkChain(ProtocolMixin, WorkChain):
             builder.training.code = training_code
             builder.training.protocol = orm.Str(inputs['training']['protocol'])
             builder.training.overrides = orm.Dict(inputs['training'].get('overrides') or {})
+        if diffusion_code is not None:
+            builder.diffusion.code = diffusion_code
+            builder.diffusion.protocol = orm.Str(inputs['diffusion']['protocol'])
+            builder.diffusion.overrides = orm.Dict(inputs['diffusion'].get('overrides') or {})
         return builder
 
     def setup(self):
@@ -197,11 +219,14 @@ class SseffPipelineWorkChain(ProtocolMixin, WorkChain):
         training = self.inputs.training
         protocol = training.protocol.value if 'protocol' in training else None
         overrides = training.overrides.get_dict() if 'overrides' in training else None
-        builder = NepTrainingWorkChain.get_builder_from_protocol(
-            training.code, self.ctx.dataset, protocol=protocol, overrides=overrides
-        )
-        builder.metadata.call_link_label = 'training'
-        node = self.submit(builder)
+        try:
+            builder = NepTrainingWorkChain.get_builder_from_protocol(
+                training.code, self.ctx.dataset, protocol=protocol, overrides=overrides
+            )
+            builder.metadata.call_link_label = 'training'
+            node = self.submit(builder)
+        except ValueError as exception:  # the stage's own validators refused its inputs
+            return self.exit_codes.ERROR_TRAINING_FAILED.format(message=f'invalid training inputs: {exception}')
         self.report(f'submitted NEP training <{node.pk}>')
         return ToContext(training=node)
 
@@ -215,4 +240,35 @@ class SseffPipelineWorkChain(ProtocolMixin, WorkChain):
         self.report(
             f"trained NEP: held-out force RMSE {metrics['force_mev_per_angstrom']:.1f} meV/Å, energy "
             f"{metrics['energy_mev_per_atom']:.2f} meV/atom"
+        )
+
+    def should_diffuse(self):
+        return 'diffusion' in self.inputs and 'code' in self.inputs.diffusion
+
+    def run_diffusion(self):
+        diffusion = self.inputs.diffusion
+        protocol = diffusion.protocol.value if 'protocol' in diffusion else None
+        overrides = diffusion.overrides.get_dict() if 'overrides' in diffusion else None
+        options = self.inputs.options.get_dict() if 'options' in self.inputs else None
+        try:
+            builder = DiffusionWorkChain.get_builder_from_protocol(
+                diffusion.code, self.inputs.structure, model=self.ctx.training.outputs.model, protocol=protocol,
+                overrides=overrides, options=options,
+            )
+            builder.metadata.call_link_label = 'diffusion'
+            node = self.submit(builder)
+        except ValueError as exception:  # the stage's own validators refused its inputs
+            return self.exit_codes.ERROR_DIFFUSION_FAILED.format(message=f'invalid diffusion inputs: {exception}')
+        self.report(f'submitted diffusion of the trained model <{node.pk}>')
+        return ToContext(diffusion=node)
+
+    def inspect_diffusion(self):
+        node = self.ctx.diffusion
+        if not node.is_finished_ok:
+            return self.exit_codes.ERROR_DIFFUSION_FAILED.format(message=node.exit_message or node.process_state)
+        self.out('transport', node.outputs.results)
+        results = node.outputs.results
+        self.report(
+            f"trained NEP: Ea = {results['Ea_eV']:.3f} ± {results['Ea_err_eV']:.3f} eV, "
+            f"σ(300 K) = {1e3 * results['sigma_extrapolated_S_cm']:.3g} mS/cm"
         )

@@ -285,6 +285,7 @@ class NepTrainingWorkChain(ProtocolMixin, WorkChain):
     held-out set with CPUNEP; summarise the spread over replicas."""
 
     _protocol_file = 'training.yaml'
+    _protocol_open_keys = ('parameters', 'program_parameters.nep', 'program_parameters.neppo', 'options')
 
     @classmethod
     def define(cls, spec):

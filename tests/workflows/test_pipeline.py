@@ -151,3 +151,66 @@ def test_selection_is_fps_and_spreads_over_temperatures():
     assert select_indices(candidates, 3) == picks  # deterministic
     with pytest.raises(ValueError, match='cannot select 20 of 13'):
         select_indices(candidates, 20)
+
+
+@pytest.mark.slow
+def test_pipeline_training_and_diffusion_stages_are_wired(aiida_profile, engine_code, aiida_code_installed):
+    """Sample → label → train (neppo) → diffusion of the trained model, on a tiny Li2O run.
+
+    A model from five structures and 30 training steps cannot give a meaningful D: what is tested is that the trained
+    model reaches the diffusion stage and that whatever the diffusion reports comes back as the pipeline's outcome.
+    The physics of each stage is tested in its own module (test_training.py, test_diffusion.py).
+    """
+    import shutil
+    import sys
+
+    neppo = aiida_code_installed(label='neppo-pipeline', default_calc_job_plugin='sseff.nep.train',
+                                 filepath_executable=shutil.which('neppo', path=str(Path(sys.executable).parent)))
+    overrides = {
+        'training': {'protocol': 'fast', 'overrides': {'n_replicas': 1, 'parameters': {'generation': 30, 'zbl': 2.0},
+                                                       'program_parameters': {'neppo': {'output_interval': 10}}}},
+        'diffusion': {'protocol': 'fast', 'overrides': {'temperatures': [800.0, 1200.0],
+                                                        'md': {'equilibration_ps': 0.05, 'production_ps': 0.2,
+                                                               'sample_interval_fs': 10.0}}},
+    }
+    from aiida_sseff.protocols.utils import recursive_merge
+
+    builder = SseffPipelineWorkChain.get_builder_from_protocol(
+        engine_code, li2o(), protocol='fast', overrides=recursive_merge(TINY, overrides), training_code=neppo,
+        diffusion_code=engine_code,
+    )
+    _, node = run_get_node(builder)
+    training = node.base.links.get_outgoing(link_label_filter='training').one().node
+    diffusion = node.base.links.get_outgoing(link_label_filter='diffusion').one().node
+    assert training.is_finished_ok, training.exit_message
+    assert node.outputs.model.uuid == training.outputs.model.uuid
+    assert diffusion.inputs.model.uuid == training.outputs.model.uuid
+    assert [float(t) for t in diffusion.inputs.temperatures.get_list()] == [800.0, 1200.0]
+    if diffusion.is_finished_ok:
+        assert node.is_finished_ok and node.outputs.transport['Ea_eV'] == diffusion.outputs.results['Ea_eV']
+    else:
+        assert node.exit_status == SseffPipelineWorkChain.exit_codes.ERROR_DIFFUSION_FAILED.status
+        assert str(diffusion.exit_status) in node.exit_message or diffusion.exit_message in node.exit_message
+
+
+def test_diffusion_stage_needs_training():
+    with pytest.raises(ValueError, match='needs a trained model'):
+        SseffPipelineWorkChain.get_builder_from_protocol(None, None, protocol='fast', diffusion_code=object())
+
+
+@pytest.mark.slow
+def test_invalid_stage_inputs_give_an_exit_code_not_a_crash(aiida_profile, engine_code, aiida_code_installed):
+    """A stage whose protocol overrides its own validator refuses ends the pipeline with the stage's exit code."""
+    import shutil
+    import sys
+
+    neppo = aiida_code_installed(label='neppo-pipeline', default_calc_job_plugin='sseff.nep.train',
+                                 filepath_executable=shutil.which('neppo', path=str(Path(sys.executable).parent)))
+    from aiida_sseff.protocols.utils import recursive_merge
+
+    overrides = recursive_merge(TINY, {'training': {'protocol': 'fast', 'overrides': {'n_replicas': 0}}})
+    builder = SseffPipelineWorkChain.get_builder_from_protocol(engine_code, li2o(), protocol='fast',
+                                                               overrides=overrides, training_code=neppo)
+    _, node = run_get_node(builder)
+    assert node.exit_status == SseffPipelineWorkChain.exit_codes.ERROR_TRAINING_FAILED.status
+    assert 'n_replicas must be at least 1' in node.exit_message
