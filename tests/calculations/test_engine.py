@@ -116,7 +116,7 @@ def test_label_emt_matches_direct_ase(aiida_profile, engine_code):
     assert node.is_finished_ok, node.exit_message
     labelled = results['dataset']
     assert labelled.has_labels and labelled.has_virial and labelled.n_structures == 3
-    for original, copy in zip(structures, labelled.get_ase()):
+    for original, copy in zip(structures, labelled.get_ase(), strict=True):
         reference = original.copy()
         reference.calc = EMT()
         # positions travel as extxyz with 8 decimals, so the engine evaluates a structure 1e-8 Å away

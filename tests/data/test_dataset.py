@@ -39,7 +39,7 @@ def test_round_trip_ase(aiida_profile):
     assert loaded.has_labels and loaded.has_virial
     assert loaded.base.attributes.get('config_types') == {'bulk': 2, 'rattle': 2}
     back = loaded.get_ase()
-    for original, copy in zip(structures, back):
+    for original, copy in zip(structures, back, strict=True):
         # ASE's extxyz writer stores per-atom columns with 8 decimals (1e-8 eV/Å, far below DFT noise)
         np.testing.assert_allclose(copy.get_forces(), original.get_forces(), rtol=0, atol=6e-9)
         assert copy.get_potential_energy() == pytest.approx(original.get_potential_energy(), abs=1e-10)
@@ -59,7 +59,7 @@ def test_round_trip_file_and_pymatgen(aiida_profile, tmp_path):
     structures = node.get_pymatgen()
     assert structures[0].properties['energy'] == pytest.approx(node.get_ase()[0].get_potential_energy())
     from_pmg = LabelledDataset.from_pymatgen(structures)
-    for a, b in zip(from_pmg.get_ase(), node.get_ase()):
+    for a, b in zip(from_pmg.get_ase(), node.get_ase(), strict=True):
         np.testing.assert_allclose(a.get_forces(), b.get_forces(), atol=6e-9)
         np.testing.assert_allclose(a.get_stress(), b.get_stress(), atol=1e-12)
 
