@@ -15,7 +15,7 @@ PROFILE ?= sseff
 PROTOCOL ?= fast
 PYTEST_ARGS ?=
 
-.PHONY: install demo test profile clean-profile docs
+.PHONY: install demo test lint profile clean-profile docs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,9 @@ demo: profile
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check aiida_sseff tests benchmarks examples
 
 clean-profile:
 	-$(BIN)/verdi -p $(PROFILE) daemon stop
