@@ -23,7 +23,8 @@ $(BIN)/python:
 
 # torch first, pinned: on these machines 2.13.0 is a CPU build on local disk; a bare `torch` requirement pulled in
 # by a dependency would otherwise fetch a multi-GB CUDA build.
-$(STAMP): $(BIN)/python setup.cfg pyproject.toml
+$(STAMP): $(BIN)/python setup.cfg pyproject.toml scripts/install-system-deps.sh
+	bash scripts/install-system-deps.sh
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
