@@ -122,6 +122,51 @@ def launch_pipeline(structure, protocol, code_label, overrides_path=None, daemon
     return node
 
 
+@cmd_launch.command('reference-quality')
+@click.argument('structures', type=click.Path(exists=True, dir_okay=False))
+@click.option('--labeller', type=click.Choice(['cp2k', 'vasp', 'surrogate']), default='cp2k', show_default=True)
+@click.option('--code', 'code_label', required=True, help='The labeller code (cp2k, vasp, or the engine).')
+@click.option('--protocols', nargs=2, default=('gamma', 'balanced'), show_default=True,
+              help='The two sseff.label protocols to compare (reference a, reference b).')
+@click.option('--training-code', 'training_code_label', default=None, help='Also train a NEP model on each reference.')
+@click.option('--diffusion-code', 'diffusion_code_label', default=None,
+              help='Also compare the two models\' Li transport (needs --training-code and --diffusion-structure).')
+@click.option('--diffusion-structure', type=click.Path(exists=True, dir_okay=False), default=None)
+@click.option('--daemon/--no-daemon', default=True, show_default=True)
+def cmd_launch_reference_quality(structures, labeller, code_label, protocols, training_code_label,
+                                 diffusion_code_label, diffusion_structure, daemon):
+    """Label STRUCTURES (any file ASE reads) with two reference settings and compare them (sseff.study.reference_quality)."""
+    from aiida import orm
+    from aiida.engine import run_get_node, submit
+
+    from aiida_sseff.data.dataset import DatasetValidationError, LabelledDataset
+    from aiida_sseff.workflows.studies import ReferenceQualityWorkChain
+
+    try:
+        dataset = LabelledDataset.from_file(structures, require_labels=False)
+    except DatasetValidationError as exception:
+        raise click.BadParameter(str(exception)) from exception
+    builder = ReferenceQualityWorkChain.get_builder_from_protocol(
+        orm.load_code(code_label), dataset, labeller=labeller, protocols=tuple(protocols),
+        training_code=orm.load_code(training_code_label) if training_code_label else None,
+        diffusion_code=orm.load_code(diffusion_code_label) if diffusion_code_label else None,
+        diffusion_structure=load_structure_file(diffusion_structure) if diffusion_structure else None,
+    )
+    if daemon:
+        ensure_daemon()
+        node = submit(builder)
+        click.echo(f'Submitted reference-quality study <{node.pk}> (verdi process status {node.pk})')
+        return
+    _, node = run_get_node(builder)
+    if not node.is_finished_ok:
+        raise click.ClickException(f'<{node.pk}> failed: {node.exit_status} {node.exit_message}')
+    comparison = node.outputs.comparison
+    click.echo(f"force difference b − a: {comparison['force_rmse_mev_per_angstrom']:.2f} meV/Å over "
+               f"{comparison['n_structures']} structures")
+    for element, value in comparison['force_rmse_per_element_mev_per_angstrom'].items():
+        click.echo(f'  {element}: {value:.2f} meV/Å')
+
+
 @cmd_root.command('demo')
 @click.option('--protocol', type=click.Choice(['fast', 'balanced', 'stringent']), default='fast', show_default=True)
 @click.option('--output', type=click.Path(file_okay=False), default='results', show_default=True,

@@ -255,7 +255,10 @@ def _selected_indices(inputs) -> list[int]:
     return list(range(n_structures))
 
 
-def _validate_inputs(inputs, _):  # noqa: PLR0911, PLR0912 - one sentence per bad input
+def _validate_inputs(inputs, port_namespace):  # noqa: PLR0911, PLR0912 - one sentence per bad input
+    if 'structures' not in port_namespace:
+        # exposed in another WorkChain without `structures`: the labelling itself validates when it is launched
+        return None
     labeller = inputs['labeller'].value
     if labeller not in LABELLERS:
         return f'labeller `{labeller}` unknown; choose one of {", ".join(LABELLERS)}'

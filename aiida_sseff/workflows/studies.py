@@ -1,0 +1,256 @@
+"""Studies that reproduce the seed paper's experiments as single workflows.
+
+``sseff.study.reference_quality``: the same structures labelled at two reference settings (e.g. Γ-only against a
+dense k-mesh) → force/energy/stress differences between the two references, per element (the seed paper: 2.80, 6.87
+and 40.20 meV/Å for LLZO, LYC and LGPS) → optionally a NEP model trained on each reference and compared downstream by
+the diffusion WorkChain (the seed paper: Γ-only LGPS labels give Ea = 0.34 eV against 0.23 eV).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from aiida import orm
+from aiida.engine import ToContext, WorkChain, calcfunction, if_
+
+from aiida_sseff.analysis.metrics import per_element_errors, rmse
+from aiida_sseff.data.dataset import LabelledDataset
+from aiida_sseff.workflows.diffusion import DiffusionWorkChain
+from aiida_sseff.workflows.labelling import LabellingWorkChain
+from aiida_sseff.workflows.training import NepTrainingWorkChain
+
+REFERENCES = ('reference_a', 'reference_b')
+
+
+def _by_source_index(dataset: LabelledDataset) -> dict:
+    """Labelled structures keyed by the index they had in the input set (``source_index``, set by the labellers)."""
+    result = {}
+    for position, atoms in enumerate(dataset.get_ase()):
+        result[int(atoms.info.get('source_index', position))] = atoms
+    return result
+
+
+def compare_labels(structures_a, structures_b) -> dict:
+    """Differences between two labellings of the same structures (b − a): RMSE of E/N (meV/atom), of all force
+    components (meV/Å) and per element, of the stress (GPa). Pure function of two {index: Atoms} mappings."""
+    common = sorted(set(structures_a) & set(structures_b))
+    if not common:
+        raise ValueError('the two references have no structure in common')
+    energy_a, energy_b, forces_a, forces_b, stress_a, stress_b, symbols = [], [], [], [], [], [], []
+    for index in common:
+        a, b = structures_a[index], structures_b[index]
+        if a.get_chemical_symbols() != b.get_chemical_symbols() or not np.allclose(a.positions, b.positions,
+                                                                                     atol=1e-6):
+            raise ValueError(f'structure {index} differs between the two references: not the same input')
+        energy_a.append(a.get_potential_energy() / len(a))
+        energy_b.append(b.get_potential_energy() / len(b))
+        forces_a.append(a.get_forces())
+        forces_b.append(b.get_forces())
+        symbols.extend(a.get_chemical_symbols())
+        if 'stress' in a.calc.results and 'stress' in b.calc.results:
+            stress_a.append(a.get_stress(voigt=True))
+            stress_b.append(b.get_stress(voigt=True))
+    forces_a, forces_b = np.concatenate(forces_a), np.concatenate(forces_b)
+    # the energy zero of two settings may differ by a constant (basis, k-mesh): compare after removing the mean shift
+    shift = float(np.mean(np.array(energy_b) - np.array(energy_a)))
+    per_element = per_element_errors(forces_b, forces_a, symbols)
+    result = {
+        'n_structures': len(common),
+        'indices': common,
+        'energy_rmse_mev_per_atom': 1000.0 * rmse(np.array(energy_b) - shift, np.array(energy_a)),
+        'energy_shift_mev_per_atom': 1000.0 * shift,
+        'force_rmse_mev_per_angstrom': 1000.0 * rmse(forces_b, forces_a),
+        'force_rmse_per_element_mev_per_angstrom': {
+            element: 1000.0 * values['rmse'] for element, values in per_element.items()
+        },
+    }
+    if stress_a:
+        result['stress_rmse_gpa'] = 160.21766208 * rmse(np.array(stress_b), np.array(stress_a))
+    return result
+
+
+@calcfunction
+def compare_references(reference_a: LabelledDataset, reference_b: LabelledDataset) -> orm.Dict:
+    """Label differences between two references of the same structures (matched by ``source_index``)."""
+    return orm.Dict(compare_labels(_by_source_index(reference_a), _by_source_index(reference_b)))
+
+
+@calcfunction
+def compare_transport(results_a: orm.Dict, results_b: orm.Dict) -> orm.Dict:
+    """Ea and σ(300 K) from models trained on each reference, and their differences with combined errors."""
+    a, b = results_a.get_dict(), results_b.get_dict()
+    delta = b['Ea_eV'] - a['Ea_eV']
+    delta_err = float(np.hypot(a['Ea_err_eV'], b['Ea_err_eV']))
+    return orm.Dict({
+        'Ea_a_eV': a['Ea_eV'], 'Ea_a_err_eV': a['Ea_err_eV'],
+        'Ea_b_eV': b['Ea_eV'], 'Ea_b_err_eV': b['Ea_err_eV'],
+        'delta_Ea_eV': delta, 'delta_Ea_err_eV': delta_err,
+        'delta_Ea_significant': bool(abs(delta) > 2 * delta_err),
+        'sigma300_a_S_cm': a['sigma_extrapolated_S_cm'], 'sigma300_b_S_cm': b['sigma_extrapolated_S_cm'],
+    })
+
+
+def _validate_inputs(inputs, _):
+    for name in REFERENCES:
+        if name not in inputs:
+            return f'`{name}` is required: the labelling settings of that reference'
+    if 'diffusion' in inputs and 'code' in inputs['diffusion'] and not (
+        'training' in inputs and 'code' in inputs['training']
+    ):
+        return 'the diffusion comparison needs models: give training.code too'
+    if 'diffusion' in inputs and 'code' in inputs['diffusion'] and 'structure' not in inputs['diffusion']:
+        return 'diffusion.structure is required: the cell whose Li transport the two models predict'
+
+
+class ReferenceQualityWorkChain(WorkChain):
+    """Label the same structures with two reference settings, compare the labels, and optionally the models.
+
+    ``reference_a`` and ``reference_b`` are the inputs of two ``sseff.label`` runs (any labeller: CP2K, VASP, a
+    surrogate), typically the cheap setting (Γ only) and the dense one (KSPACING 0.25 Å⁻¹).
+    """
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input('structures', valid_type=LabelledDataset, help='The structures to label with both references.')
+        for name in REFERENCES:
+            spec.expose_inputs(LabellingWorkChain, namespace=name, exclude=('structures',),
+                               namespace_options={'required': False, 'populate_defaults': False,
+                                                  'help': f'sseff.label inputs of {name}.'})
+        spec.input_namespace('training', required=False, populate_defaults=False,
+                             help='Train NEP models on each reference (sseff.train.nep); skipped without a code.')
+        spec.input('training.code', valid_type=orm.AbstractCode, required=False)
+        spec.input('training.protocol', valid_type=orm.Str, required=False)
+        spec.input('training.overrides', valid_type=orm.Dict, required=False)
+        spec.input_namespace('diffusion', required=False, populate_defaults=False,
+                             help='Li transport of both models (sseff.diffusion); needs training.')
+        spec.input('diffusion.code', valid_type=orm.AbstractCode, required=False)
+        spec.input('diffusion.structure', valid_type=orm.StructureData, required=False)
+        spec.input('diffusion.protocol', valid_type=orm.Str, required=False)
+        spec.input('diffusion.overrides', valid_type=orm.Dict, required=False)
+        spec.inputs.validator = _validate_inputs
+
+        spec.outline(
+            cls.run_labelling, cls.inspect_labelling, cls.compare,
+            if_(cls.should_train)(
+                cls.run_training, cls.inspect_training,
+                if_(cls.should_diffuse)(cls.run_diffusion, cls.inspect_diffusion),
+            ),
+        )
+        for name in REFERENCES:
+            spec.output(f'{name}.dataset', valid_type=LabelledDataset, required=False)
+            spec.output(f'{name}.model', required=False)
+            spec.output(f'{name}.metrics', valid_type=orm.Dict, required=False)
+            spec.output(f'{name}.transport', valid_type=orm.Dict, required=False)
+        spec.output('comparison', valid_type=orm.Dict, help='Label differences b − a: energy, force (per element), stress.')
+        spec.output('transport_comparison', valid_type=orm.Dict, required=False, help='ΔEa and σ(300 K) of the models.')
+        spec.exit_code(401, 'ERROR_LABELLING_FAILED', message='Labelling with {reference} failed: {message}')
+        spec.exit_code(402, 'ERROR_NO_COMMON_STRUCTURES', message='The two references share no labelled structure.')
+        spec.exit_code(403, 'ERROR_TRAINING_FAILED', message='Training on {reference} failed: {message}')
+        spec.exit_code(404, 'ERROR_DIFFUSION_FAILED', message='Diffusion with the {reference} model failed: {message}')
+
+    @classmethod
+    def get_builder_from_protocol(cls, code, structures, labeller='cp2k', protocols=('gamma', 'balanced'),
+                                  overrides=(None, None), options=None, model=None, training_code=None,
+                                  diffusion_code=None, diffusion_structure=None):
+        """Two ``sseff.label`` protocols (default: Γ only against KSPACING 0.25 Å⁻¹) on the same structures."""
+        builder = cls.get_builder()
+        builder.structures = structures
+        for name, protocol, override in zip(REFERENCES, protocols, overrides, strict=True):
+            sub = LabellingWorkChain.get_builder_from_protocol(code, structures, labeller=labeller, protocol=protocol,
+                                                               overrides=override, options=options, model=model)
+            inputs = sub._inputs(prune=True)
+            inputs.pop('structures', None)
+            inputs.pop('metadata', None)
+            builder[name] = inputs
+        if training_code is not None:
+            builder.training.code = training_code
+        if diffusion_code is not None:
+            builder.diffusion.code = diffusion_code
+            if diffusion_structure is not None:
+                builder.diffusion.structure = diffusion_structure
+        return builder
+
+    def run_labelling(self):
+        futures = {}
+        for name in REFERENCES:
+            inputs = self.exposed_inputs(LabellingWorkChain, namespace=name)
+            inputs['structures'] = self.inputs.structures
+            inputs['metadata'] = {'call_link_label': f'label_{name}'}
+            futures[name] = self.submit(LabellingWorkChain, **inputs)
+            self.report(f'submitted {name} labelling <{futures[name].pk}>')
+        return ToContext(**futures)
+
+    def inspect_labelling(self):
+        for name in REFERENCES:
+            node = self.ctx[name]
+            if not node.is_finished_ok:
+                return self.exit_codes.ERROR_LABELLING_FAILED.format(reference=name, message=node.exit_message)
+            self.out(f'{name}.dataset', node.outputs.dataset)
+
+    def compare(self):
+        try:
+            comparison = compare_references(self.ctx.reference_a.outputs.dataset, self.ctx.reference_b.outputs.dataset)
+        except ValueError:
+            return self.exit_codes.ERROR_NO_COMMON_STRUCTURES
+        self.out('comparison', comparison)
+        per_element = ', '.join(f'{k} {v:.2f}' for k, v in comparison['force_rmse_per_element_mev_per_angstrom'].items())
+        self.report(f"force difference between the references: {comparison['force_rmse_mev_per_angstrom']:.2f} "
+                    f'meV/Å ({per_element})')
+
+    def should_train(self):
+        return 'training' in self.inputs and 'code' in self.inputs.training
+
+    def run_training(self):
+        training = self.inputs.training
+        protocol = training.protocol.value if 'protocol' in training else None
+        overrides = training.overrides.get_dict() if 'overrides' in training else None
+        futures = {}
+        for name in REFERENCES:
+            try:
+                builder = NepTrainingWorkChain.get_builder_from_protocol(
+                    training.code, self.ctx[name].outputs.dataset, protocol=protocol, overrides=overrides
+                )
+                builder.metadata.call_link_label = f'train_{name}'
+                futures[f'training_{name}'] = self.submit(builder)
+            except ValueError as exception:
+                return self.exit_codes.ERROR_TRAINING_FAILED.format(reference=name, message=str(exception))
+        return ToContext(**futures)
+
+    def inspect_training(self):
+        for name in REFERENCES:
+            node = self.ctx[f'training_{name}']
+            if not node.is_finished_ok:
+                return self.exit_codes.ERROR_TRAINING_FAILED.format(reference=name, message=node.exit_message)
+            self.out(f'{name}.model', node.outputs.model)
+            self.out(f'{name}.metrics', node.outputs.metrics)
+
+    def should_diffuse(self):
+        return 'diffusion' in self.inputs and 'code' in self.inputs.diffusion
+
+    def run_diffusion(self):
+        diffusion = self.inputs.diffusion
+        protocol = diffusion.protocol.value if 'protocol' in diffusion else None
+        overrides = diffusion.overrides.get_dict() if 'overrides' in diffusion else None
+        futures = {}
+        for name in REFERENCES:
+            try:
+                builder = DiffusionWorkChain.get_builder_from_protocol(
+                    diffusion.code, diffusion.structure, model=self.ctx[f'training_{name}'].outputs.model,
+                    protocol=protocol, overrides=overrides,
+                )
+                builder.metadata.call_link_label = f'diffusion_{name}'
+                futures[f'diffusion_{name}'] = self.submit(builder)
+            except ValueError as exception:
+                return self.exit_codes.ERROR_DIFFUSION_FAILED.format(reference=name, message=str(exception))
+        return ToContext(**futures)
+
+    def inspect_diffusion(self):
+        for name in REFERENCES:
+            node = self.ctx[f'diffusion_{name}']
+            if not node.is_finished_ok:
+                return self.exit_codes.ERROR_DIFFUSION_FAILED.format(reference=name, message=node.exit_message)
+            self.out(f'{name}.transport', node.outputs.results)
+        comparison = compare_transport(self.ctx.diffusion_reference_a.outputs.results,
+                                       self.ctx.diffusion_reference_b.outputs.results)
+        self.out('transport_comparison', comparison)
+        self.report(f"ΔEa (b − a) = {comparison['delta_Ea_eV']:.3f} ± {comparison['delta_Ea_err_eV']:.3f} eV")
