@@ -122,9 +122,9 @@ def _msd_chunk(x: np.ndarray, n_fft: int) -> np.ndarray:
     m = x.shape[0]
     x = x - x.mean(axis=0)  # MSD is shift invariant; centring reduces cancellation in S1 - 2 S2
     # S2: autocorrelation sum_t x_t x_{t+k} through a zero-padded FFT (Wiener–Khinchin)
-    fx = sp_fft.rfft(x, n=n_fft, axis=0)
+    fx = sp_fft.rfft(x, n=n_fft, axis=0, workers=-1)
     fx *= fx.conj()
-    s2 = sp_fft.irfft(fx, n=n_fft, axis=0)[:m]
+    s2 = sp_fft.irfft(fx, n=n_fft, axis=0, workers=-1)[:m]
     del fx
     # S1: sum_{t=0}^{M-1-k} (x_{t+k}^2 + x_t^2) by cumulative sums
     d = x * x
@@ -133,6 +133,28 @@ def _msd_chunk(x: np.ndarray, n_fft: int) -> np.ndarray:
     s1 = np.empty_like(d)
     s1[0] = 2.0 * total
     # sum_{t=k}^{M-1} d_t + sum_{t=0}^{M-1-k} d_t
+    s1[1:] = (total - cs[:-1]) + cs[-2::-1]
+    counts = (m - np.arange(m, dtype=float))[:, None]
+    return (s1 - 2.0 * s2) / counts
+
+
+def _msd_chunk_sum(x: np.ndarray, n_fft: int) -> np.ndarray:
+    """Sum over atoms of the FFT MSD of ``x`` with shape ``(M, n_atoms, 3)``; returns ``(M, 3)`` float64.
+
+    Both parts of ``S1 - 2 S2`` are linear in per-atom quantities (``|F|²`` and ``x²``), so they are summed over the
+    atoms before the inverse FFT and the cumulative sums: one inverse FFT per direction instead of one per atom.
+    """
+    m = x.shape[0]
+    x = x - x.mean(axis=0)  # MSD is shift invariant; centring reduces cancellation in S1 - 2 S2
+    fx = sp_fft.rfft(x, n=n_fft, axis=0, workers=-1)
+    power = (fx.real * fx.real + fx.imag * fx.imag).sum(axis=1)
+    del fx
+    s2 = sp_fft.irfft(power, n=n_fft, axis=0, workers=-1)[:m]
+    d = (x * x).sum(axis=1)
+    cs = np.cumsum(d, axis=0)
+    total = cs[-1]
+    s1 = np.empty_like(d)
+    s1[0] = 2.0 * total
     s1[1:] = (total - cs[:-1]) + cs[-2::-1]
     counts = (m - np.arange(m, dtype=float))[:, None]
     return (s1 - 2.0 * s2) / counts
@@ -195,11 +217,12 @@ def msd_fft(
         x = np.asarray(positions[:, sel], dtype=float)
         if offset is not None:
             x = x - offset[:, None, :]
-        x = x.reshape(m, -1)
-        res = _msd_chunk(x, n_fft).reshape(m, sel.size, 3)
+        if per is None:
+            total += _msd_chunk_sum(x, n_fft)
+            continue
+        res = _msd_chunk(x.reshape(m, -1), n_fft).reshape(m, sel.size, 3)
         total += res.sum(axis=1)
-        if per is not None:
-            per[:, start:start + sel.size] = res
+        per[:, start:start + sel.size] = res
     mean = total / idx.size
     return (mean, per) if per_atom else mean
 
