@@ -126,8 +126,13 @@ def _msd_chunk(x: np.ndarray, n_fft: int) -> np.ndarray:
     fx *= fx.conj()
     s2 = sp_fft.irfft(fx, n=n_fft, axis=0, workers=-1)[:m]
     del fx
+    return _combine(x * x, s2)
+
+
+def _combine(d: np.ndarray, s2: np.ndarray) -> np.ndarray:
+    """MSD(k) = (S1(k) - 2 S2(k)) / (M - k) from the squares ``d = x²`` and the autocorrelation sums ``S2``."""
+    m = d.shape[0]
     # S1: sum_{t=0}^{M-1-k} (x_{t+k}^2 + x_t^2) by cumulative sums
-    d = x * x
     cs = np.cumsum(d, axis=0)
     total = cs[-1]
     s1 = np.empty_like(d)
@@ -150,14 +155,7 @@ def _msd_chunk_sum(x: np.ndarray, n_fft: int) -> np.ndarray:
     power = (fx.real * fx.real + fx.imag * fx.imag).sum(axis=1)
     del fx
     s2 = sp_fft.irfft(power, n=n_fft, axis=0, workers=-1)[:m]
-    d = (x * x).sum(axis=1)
-    cs = np.cumsum(d, axis=0)
-    total = cs[-1]
-    s1 = np.empty_like(d)
-    s1[0] = 2.0 * total
-    s1[1:] = (total - cs[:-1]) + cs[-2::-1]
-    counts = (m - np.arange(m, dtype=float))[:, None]
-    return (s1 - 2.0 * s2) / counts
+    return _combine((x * x).sum(axis=1), s2)
 
 
 def msd_fft(

@@ -16,6 +16,7 @@ from aiida_sseff.data.dataset import LabelledDataset
 from aiida_sseff.data.model import NepModel
 from aiida_sseff.protocols.utils import ProtocolMixin
 from aiida_sseff.workflows.diffusion import DiffusionWorkChain
+from aiida_sseff.workflows.stages import declare_stage, stage_builder, stage_requested
 from aiida_sseff.workflows.training import NepTrainingWorkChain
 
 
@@ -85,17 +86,10 @@ class SseffPipelineWorkChain(ProtocolMixin, WorkChain):
         spec.input('labelling.calculator', valid_type=orm.Dict, help='Calculator spec of the reference.')
         spec.input('labelling.model', required=False, help='Model node for kind nep/mace.')
         spec.input('options', valid_type=orm.Dict, required=False, help='CalcJob metadata.options for every job.')
-        spec.input_namespace('training', required=False, populate_defaults=False,
-                             help='NEP training of the labelled dataset (sseff.train.nep); skipped without a code.')
-        spec.input('training.code', valid_type=orm.AbstractCode, required=False, help='GPUMD `nep` or `neppo`.')
-        spec.input('training.protocol', valid_type=orm.Str, required=False, help='Protocol of sseff.train.nep.')
-        spec.input('training.overrides', valid_type=orm.Dict, required=False, help='Overrides of that protocol.')
-        spec.input_namespace('diffusion', required=False, populate_defaults=False,
-                             help='Li transport of the trained model (sseff.diffusion); needs training.')
-        spec.input('diffusion.code', valid_type=orm.AbstractCode, required=False,
-                   help='The engine (CPUNEP) or a GPUMD `gpumd` code.')
-        spec.input('diffusion.protocol', valid_type=orm.Str, required=False, help='Protocol of sseff.diffusion.')
-        spec.input('diffusion.overrides', valid_type=orm.Dict, required=False, help='Overrides of that protocol.')
+        declare_stage(spec, 'training', 'NEP training of the labelled dataset (sseff.train.nep); skipped without a code.',
+                      'GPUMD `nep` or `neppo`.')
+        declare_stage(spec, 'diffusion', 'Li transport of the trained model (sseff.diffusion); needs training.',
+                      'The engine (CPUNEP) or a GPUMD `gpumd` code.')
         spec.inputs.validator = _validate_inputs
 
         spec.outline(
@@ -213,16 +207,11 @@ class SseffPipelineWorkChain(ProtocolMixin, WorkChain):
         self.ctx.dataset = node.outputs.dataset
 
     def should_train(self):
-        return 'training' in self.inputs and 'code' in self.inputs.training
+        return stage_requested(self.inputs, 'training')
 
     def run_training(self):
-        training = self.inputs.training
-        protocol = training.protocol.value if 'protocol' in training else None
-        overrides = training.overrides.get_dict() if 'overrides' in training else None
         try:
-            builder = NepTrainingWorkChain.get_builder_from_protocol(
-                training.code, self.ctx.dataset, protocol=protocol, overrides=overrides
-            )
+            builder = stage_builder(NepTrainingWorkChain, self.inputs.training, self.ctx.dataset)
             builder.metadata.call_link_label = 'training'
             node = self.submit(builder)
         except ValueError as exception:  # the stage's own validators refused its inputs
@@ -243,18 +232,13 @@ class SseffPipelineWorkChain(ProtocolMixin, WorkChain):
         )
 
     def should_diffuse(self):
-        return 'diffusion' in self.inputs and 'code' in self.inputs.diffusion
+        return stage_requested(self.inputs, 'diffusion')
 
     def run_diffusion(self):
-        diffusion = self.inputs.diffusion
-        protocol = diffusion.protocol.value if 'protocol' in diffusion else None
-        overrides = diffusion.overrides.get_dict() if 'overrides' in diffusion else None
         options = self.inputs.options.get_dict() if 'options' in self.inputs else None
         try:
-            builder = DiffusionWorkChain.get_builder_from_protocol(
-                diffusion.code, self.inputs.structure, model=self.ctx.training.outputs.model, protocol=protocol,
-                overrides=overrides, options=options,
-            )
+            builder = stage_builder(DiffusionWorkChain, self.inputs.diffusion, self.inputs.structure,
+                                    model=self.ctx.training.outputs.model, options=options)
             builder.metadata.call_link_label = 'diffusion'
             node = self.submit(builder)
         except ValueError as exception:  # the stage's own validators refused its inputs

@@ -16,6 +16,7 @@ from aiida_sseff.analysis.metrics import per_element_errors, rmse
 from aiida_sseff.data.dataset import LabelledDataset
 from aiida_sseff.workflows.diffusion import DiffusionWorkChain
 from aiida_sseff.workflows.labelling import LabellingWorkChain
+from aiida_sseff.workflows.stages import declare_stage, stage_builder, stage_requested
 from aiida_sseff.workflows.training import NepTrainingWorkChain
 
 REFERENCES = ('reference_a', 'reference_b')
@@ -116,17 +117,10 @@ class ReferenceQualityWorkChain(WorkChain):
             spec.expose_inputs(LabellingWorkChain, namespace=name, exclude=('structures',),
                                namespace_options={'required': False, 'populate_defaults': False,
                                                   'help': f'sseff.label inputs of {name}.'})
-        spec.input_namespace('training', required=False, populate_defaults=False,
-                             help='Train NEP models on each reference (sseff.train.nep); skipped without a code.')
-        spec.input('training.code', valid_type=orm.AbstractCode, required=False)
-        spec.input('training.protocol', valid_type=orm.Str, required=False)
-        spec.input('training.overrides', valid_type=orm.Dict, required=False)
-        spec.input_namespace('diffusion', required=False, populate_defaults=False,
-                             help='Li transport of both models (sseff.diffusion); needs training.')
-        spec.input('diffusion.code', valid_type=orm.AbstractCode, required=False)
-        spec.input('diffusion.structure', valid_type=orm.StructureData, required=False)
-        spec.input('diffusion.protocol', valid_type=orm.Str, required=False)
-        spec.input('diffusion.overrides', valid_type=orm.Dict, required=False)
+        declare_stage(spec, 'training', 'Train NEP models on each reference (sseff.train.nep); skipped without a code.',
+                      'GPUMD `nep` or `neppo`.')
+        declare_stage(spec, 'diffusion', 'Li transport of both models (sseff.diffusion); needs training.',
+                      'The engine (CPUNEP) or a GPUMD `gpumd` code.', extra={'structure': orm.StructureData})
         spec.inputs.validator = _validate_inputs
 
         spec.outline(
@@ -198,18 +192,13 @@ class ReferenceQualityWorkChain(WorkChain):
                     f'meV/Å ({per_element})')
 
     def should_train(self):
-        return 'training' in self.inputs and 'code' in self.inputs.training
+        return stage_requested(self.inputs, 'training')
 
     def run_training(self):
-        training = self.inputs.training
-        protocol = training.protocol.value if 'protocol' in training else None
-        overrides = training.overrides.get_dict() if 'overrides' in training else None
         futures = {}
         for name in REFERENCES:
             try:
-                builder = NepTrainingWorkChain.get_builder_from_protocol(
-                    training.code, self.ctx[name].outputs.dataset, protocol=protocol, overrides=overrides
-                )
+                builder = stage_builder(NepTrainingWorkChain, self.inputs.training, self.ctx[name].outputs.dataset)
                 builder.metadata.call_link_label = f'train_{name}'
                 futures[f'training_{name}'] = self.submit(builder)
             except ValueError as exception:
@@ -225,19 +214,14 @@ class ReferenceQualityWorkChain(WorkChain):
             self.out(f'{name}.metrics', node.outputs.metrics)
 
     def should_diffuse(self):
-        return 'diffusion' in self.inputs and 'code' in self.inputs.diffusion
+        return stage_requested(self.inputs, 'diffusion')
 
     def run_diffusion(self):
-        diffusion = self.inputs.diffusion
-        protocol = diffusion.protocol.value if 'protocol' in diffusion else None
-        overrides = diffusion.overrides.get_dict() if 'overrides' in diffusion else None
         futures = {}
         for name in REFERENCES:
             try:
-                builder = DiffusionWorkChain.get_builder_from_protocol(
-                    diffusion.code, diffusion.structure, model=self.ctx[f'training_{name}'].outputs.model,
-                    protocol=protocol, overrides=overrides,
-                )
+                builder = stage_builder(DiffusionWorkChain, self.inputs.diffusion, self.inputs.diffusion.structure,
+                                        model=self.ctx[f'training_{name}'].outputs.model)
                 builder.metadata.call_link_label = f'diffusion_{name}'
                 futures[f'diffusion_{name}'] = self.submit(builder)
             except ValueError as exception:
