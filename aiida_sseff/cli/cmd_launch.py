@@ -64,10 +64,18 @@ def wait_for(node, poll: float = 5.0, timeout: float | None = None) -> None:
 
 
 def export_archive(node, path: Path) -> Path:
+    import logging
+
     from aiida.tools.archive import create_archive
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    create_archive([node], filename=path, overwrite=True)
+    logger = logging.getLogger('aiida')
+    level = logger.level
+    logger.setLevel(logging.WARNING)  # create_archive reports every traversal rule at REPORT level
+    try:
+        create_archive([node], filename=path, overwrite=True)
+    finally:
+        logger.setLevel(level)
     return path
 
 
