@@ -46,3 +46,34 @@ def engine_code(aiida_code_installed, aiida_localhost):
         label='sseff-engine', default_calc_job_plugin='sseff.engine.md', filepath_executable=executable,
         prepend_text=ENGINE_PREPEND,
     )
+
+
+@pytest.fixture
+def calc_job_node_factory(aiida_localhost):
+    """A stored CalcJobNode of a CalcJob entry point, its inputs linked, and a ``retrieved`` FolderData holding the
+    files of ``folder`` (all, or ``files``): aiida-quantumespresso's ``generate_calc_job_node`` pattern, for parsers."""
+    from aiida import orm
+    from aiida.common import LinkType
+    from aiida.plugins.entry_point import format_entry_point_string
+
+    def _generate(entry_point: str, folder, inputs: dict, files=None):
+        node = orm.CalcJobNode(computer=aiida_localhost,
+                               process_type=format_entry_point_string('aiida.calculations', entry_point))
+        node.set_option('resources', {'num_machines': 1, 'num_mpiprocs_per_machine': 1})
+        node.set_option('parser_name', entry_point)
+        for label, value in inputs.items():
+            if not value.is_stored:
+                value.store()
+            node.base.links.add_incoming(value, link_type=LinkType.INPUT_CALC, link_label=label)
+        node.store()
+        retrieved = orm.FolderData()
+        if files is None:
+            retrieved.base.repository.put_object_from_tree(str(folder))
+        else:
+            for name in files:
+                retrieved.base.repository.put_object_from_file(str(Path(folder) / name), name)
+        retrieved.base.links.add_incoming(node, link_type=LinkType.CREATE, link_label='retrieved')
+        retrieved.store()
+        return node
+
+    return _generate

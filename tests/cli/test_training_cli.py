@@ -13,7 +13,6 @@ import pytest
 from aiida import orm
 from aiida.common import LinkType
 from aiida.plugins import ParserFactory
-from aiida.plugins.entry_point import format_entry_point_string
 from click.testing import CliRunner
 
 from aiida_sseff.cli import cmd_root
@@ -64,25 +63,16 @@ def test_analyze_refuses_a_directory_without_outputs(tmp_path):
 
 
 @pytest.mark.reference
-def test_show_and_plot_stored_calcjob(aiida_profile, aiida_localhost, nep_training, tmp_path):
+def test_show_and_plot_stored_calcjob(aiida_profile, calc_job_node_factory, nep_training, tmp_path):
     """A finished sseff.nep.train node whose outputs the parser made from the real GPUMD files."""
     from aiida_sseff.data.dataset import LabelledDataset
     from aiida_sseff.io.extxyz import read_train_xyz
 
-    node = orm.CalcJobNode(computer=aiida_localhost,
-                           process_type=format_entry_point_string('aiida.calculations', 'sseff.nep.train'))
-    node.set_option('resources', {'num_machines': 1, 'num_mpiprocs_per_machine': 1})
     inputs = {'parameters': orm.Dict({'batch': 200, 'generation': 100000}), 'program': orm.Str('nep'),
               'train': LabelledDataset(read_train_xyz(nep_training / 'train.xyz'))}
-    for label, value in inputs.items():
-        value.store()
-        node.base.links.add_incoming(value, link_type=LinkType.INPUT_CALC, link_label=label)
-    node.store()
-    retrieved = orm.FolderData()
-    for name in ('nep.txt', 'loss.out', 'energy_train.out', 'force_train.out', 'stress_train.out'):
-        retrieved.base.repository.put_object_from_file(str(nep_training / name), name)
-    retrieved.base.links.add_incoming(node, link_type=LinkType.CREATE, link_label='retrieved')
-    retrieved.store()
+    node = calc_job_node_factory('sseff.nep.train', nep_training, inputs,
+                                 files=('nep.txt', 'loss.out', 'energy_train.out', 'force_train.out',
+                                        'stress_train.out'))
     outputs, calcfunction = ParserFactory('sseff.nep.train').parse_from_node(node, store_provenance=False)
     assert calcfunction.is_finished_ok
     for label, output in outputs.items():

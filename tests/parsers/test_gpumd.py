@@ -8,9 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from aiida import orm
-from aiida.common import LinkType
 from aiida.plugins import CalculationFactory, ParserFactory
-from aiida.plugins.entry_point import format_entry_point_string
 
 GpumdCalculation = CalculationFactory('sseff.gpumd')
 GpumdParser = ParserFactory('sseff.gpumd')
@@ -61,23 +59,11 @@ def llzo_inputs(aiida_profile, md_dir):
 
 
 @pytest.fixture
-def generate_calc_job_node(aiida_localhost):
+def generate_calc_job_node(calc_job_node_factory):
     """A stored CalcJobNode of ``sseff.gpumd`` with the given inputs and a ``retrieved`` FolderData from a folder."""
 
     def _generate(folder: Path, parameters: dict, **inputs):
-        node = orm.CalcJobNode(computer=aiida_localhost,
-                               process_type=format_entry_point_string('aiida.calculations', 'sseff.gpumd'))
-        node.set_option('resources', {'num_machines': 1, 'num_mpiprocs_per_machine': 1})
-        node.set_option('parser_name', 'sseff.gpumd')
-        for label, value in {'parameters': orm.Dict(parameters), **inputs}.items():
-            value.store()
-            node.base.links.add_incoming(value, link_type=LinkType.INPUT_CALC, link_label=label)
-        node.store()
-        retrieved = orm.FolderData()
-        retrieved.base.repository.put_object_from_tree(str(folder))
-        retrieved.base.links.add_incoming(node, link_type=LinkType.CREATE, link_label='retrieved')
-        retrieved.store()
-        return node
+        return calc_job_node_factory('sseff.gpumd', folder, {'parameters': orm.Dict(parameters), **inputs})
 
     return _generate
 

@@ -10,9 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from aiida import orm
-from aiida.common import LinkType
 from aiida.plugins import CalculationFactory, ParserFactory
-from aiida.plugins.entry_point import format_entry_point_string
 
 NepTrainCalculation = CalculationFactory('sseff.nep.train')
 NepTrainParser = ParserFactory('sseff.nep.train')
@@ -45,26 +43,13 @@ def llzo_train(aiida_profile, nep_training):
 
 
 @pytest.fixture
-def generate_calc_job_node(aiida_localhost):
+def generate_calc_job_node(calc_job_node_factory):
     """A stored CalcJobNode of ``sseff.nep.train`` with the given inputs and a ``retrieved`` FolderData."""
 
     def _generate(folder: Path, train, parameters: dict | None = None, program: str = 'nep'):
-        node = orm.CalcJobNode(computer=aiida_localhost,
-                               process_type=format_entry_point_string('aiida.calculations', 'sseff.nep.train'))
-        node.set_option('resources', {'num_machines': 1, 'num_mpiprocs_per_machine': 1})
-        node.set_option('parser_name', 'sseff.nep.train')
         inputs = {'parameters': orm.Dict(parameters or REFERENCE_PARAMETERS), 'program': orm.Str(program),
                   'train': train}
-        for label, value in inputs.items():
-            if not value.is_stored:
-                value.store()
-            node.base.links.add_incoming(value, link_type=LinkType.INPUT_CALC, link_label=label)
-        node.store()
-        retrieved = orm.FolderData()
-        retrieved.base.repository.put_object_from_tree(str(folder))
-        retrieved.base.links.add_incoming(node, link_type=LinkType.CREATE, link_label='retrieved')
-        retrieved.store()
-        return node
+        return calc_job_node_factory('sseff.nep.train', folder, inputs)
 
     return _generate
 
