@@ -64,14 +64,16 @@ def _as_structures(structures) -> list[Atoms]:
     return structures
 
 
-def _check_species(structures: list[Atoms], types: Sequence[str], what: str) -> None:
-    """Raise ValueError if a structure holds a species missing from ``types``."""
+def check_species_covered(structures: Sequence[Atoms], types: Sequence[str], what: str, name: str | None = None):
+    """Raise ValueError naming ``name`` (a file or set, if given), the index and the element when a structure holds a
+    species missing from ``types``."""
     known = set(types)
+    prefix = f'{name}: ' if name else ''
     for index, atoms in enumerate(structures):
         unknown = sorted(set(atoms.get_chemical_symbols()) - known)
         if unknown:
-            raise ValueError(f'structure {index} contains {", ".join(unknown)}, which {what} does not cover '
-                             f'(species: {", ".join(types)})')
+            raise ValueError(f'{prefix}structure {index} contains {", ".join(unknown)}, which {what} does not know '
+                             f'(it knows {", ".join(types)})')
 
 
 def _check_species_options(types: Sequence[str], per_species: bool, species: str | None) -> None:
@@ -128,7 +130,7 @@ def nep_descriptors(structures, model_path, per_species: bool = False, species: 
     structures = _as_structures(structures)
     types = tuple(read_model(str(model_path)).types)
     _check_species_options(types, per_species, species)
-    _check_species(structures, types, f'the model {model_path}')
+    check_species_covered(structures, types, f'the model {model_path}')
     vectors = []
     for index, (atoms, per_atom) in enumerate(zip(structures, _per_atom_nep(structures, str(model_path)),
                                                   strict=True)):
@@ -249,7 +251,7 @@ def untrained_nep_descriptors(structures, elements: Sequence[str], cutoff=(6.0, 
     structures = _as_structures(structures)
     elements = tuple(elements)
     _check_species_options(elements, per_species, species)
-    _check_species(structures, elements, 'elements')
+    check_species_covered(structures, elements, 'elements')
     with tempfile.TemporaryDirectory(prefix='sseff-nep-descriptor-') as folder:
         model_path = str(write_descriptor_model(Path(folder) / 'nep.txt', elements, cutoff=cutoff, n_max=n_max,
                                                 basis_size=basis_size, l_max=l_max, seed=seed))
@@ -292,7 +294,7 @@ def rdf_descriptors(structures, elements: Sequence[str] | None = None, cutoff: f
         present = {s for atoms in structures for s in atoms.get_chemical_symbols()}
         elements = sorted(present, key=lambda s: atomic_numbers[s])
     elements = tuple(elements)
-    _check_species(structures, elements, 'elements')
+    check_species_covered(structures, elements, 'elements')
     if not (np.isfinite(cutoff) and cutoff > 0):
         raise ValueError(f'cutoff must be > 0 Å; got {cutoff!r}')
     if int(n_bins) < 1:

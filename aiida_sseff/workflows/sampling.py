@@ -28,7 +28,12 @@ from aiida.engine import ToContext, WorkChain, calcfunction, if_
 from ase import Atoms
 from ase.data import atomic_numbers
 
-from aiida_sseff.analysis.descriptors import nep_descriptors, rdf_descriptors, untrained_nep_descriptors
+from aiida_sseff.analysis.descriptors import (
+    check_species_covered,
+    nep_descriptors,
+    rdf_descriptors,
+    untrained_nep_descriptors,
+)
 from aiida_sseff.analysis.fps import FPSResult, farthest_point_sampling, reduction_series
 from aiida_sseff.calculations.engine import EngineMdCalculation
 from aiida_sseff.data.dataset import LabelledDataset, subset_dataset
@@ -61,16 +66,6 @@ MIN_INTERATOMIC_DISTANCE_A = 0.5
 
 
 # --- plain functions (no database) ------------------------------------------------------------------------------------
-def _check_covered(structures: Sequence[Atoms], known: Sequence[str], name: str, what: str) -> None:
-    """Raise ValueError naming ``name``, the index and the element when a structure holds a species not in ``known``."""
-    known_set = set(known)
-    for index, atoms in enumerate(structures):
-        missing = sorted(set(atoms.get_chemical_symbols()) - known_set)
-        if missing:
-            raise ValueError(f'{name}: structure {index} contains {", ".join(missing)}, which {what} does not know '
-                             f'(it knows {", ".join(known)})')
-
-
 def _check_has_species(structures: Sequence[Atoms], species: str, name: str) -> None:
     for index, atoms in enumerate(structures):
         if species not in atoms.get_chemical_symbols():
@@ -122,8 +117,8 @@ def describe_structures(structures: Sequence[Atoms], seed_structures: Sequence[A
         from calorine.nep import read_model
 
         elements = list(read_model(str(model_path)).types)
-        _check_covered(structures, elements, names[0], f'the NEP model {model_path}')
-        _check_covered(seeds, elements, names[1], f'the NEP model {model_path}')
+        check_species_covered(structures, elements, f'the NEP model {model_path}', names[0])
+        check_species_covered(seeds, elements, f'the NEP model {model_path}', names[1])
         candidate = nep_descriptors(structures, model_path, per_species=per_species, species=species)
         seed = nep_descriptors(seeds, model_path, per_species=per_species, species=species) if seeds else None
     else:
