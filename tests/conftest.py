@@ -77,3 +77,26 @@ def calc_job_node_factory(aiida_localhost):
         return node
 
     return _generate
+
+
+def _cp2k_executable() -> str | None:
+    """The CP2K program with its data files (GTH potentials, MOLOPT basis sets), or None when either is missing."""
+    from aiida_sseff.io import cp2k as cp2k_io
+
+    executable = shutil.which('cp2k.psmp') or shutil.which('cp2k.ssmp') or shutil.which('cp2k')
+    try:
+        cp2k_io.find_data_dir()
+    except cp2k_io.Cp2kDataError:
+        return None
+    return executable
+
+
+@pytest.fixture
+def cp2k_code(aiida_code_installed, aiida_localhost):
+    """Real CP2K (Debian `cp2k` + `cp2k-data`) as an InstalledCode; skips with the reason where it is not installed."""
+    executable = _cp2k_executable()
+    if executable is None:
+        pytest.skip('cp2k/cp2k-data not installed: run scripts/install-system-deps.sh')
+    aiida_localhost.set_minimum_job_poll_interval(0.0)
+    return aiida_code_installed(label='cp2k', default_calc_job_plugin='sseff.cp2k', filepath_executable=executable,
+                                prepend_text='export OMP_NUM_THREADS=2')

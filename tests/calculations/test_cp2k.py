@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,17 +11,6 @@ from aiida.engine import run_get_node
 from ase.spacegroup import crystal
 
 from aiida_sseff.calculations.cp2k import Cp2kCalculation
-from aiida_sseff.io import cp2k as cp2k_io
-
-CP2K = shutil.which('cp2k.psmp') or shutil.which('cp2k.ssmp') or shutil.which('cp2k')
-try:
-    cp2k_io.find_data_dir()
-    HAVE_DATA = True
-except cp2k_io.Cp2kDataError:
-    HAVE_DATA = False
-
-pytestmark = pytest.mark.skipif(CP2K is None or not HAVE_DATA,
-                                reason='cp2k/cp2k-data not installed: run scripts/install-system-deps.sh')
 
 CHEAP = {'basis_set': 'SZV-MOLOPT-SR-GTH', 'cutoff_Ry': 300.0, 'rel_cutoff_Ry': 40.0, 'scf': {'eps_scf': 1.0e-6}}
 
@@ -33,13 +21,6 @@ def li2o(a: float = 4.61, rattle: float = 0.0, seed: int = 1):
     if rattle:
         atoms.rattle(rattle, seed=seed)
     return atoms
-
-
-@pytest.fixture
-def cp2k_code(aiida_code_installed, aiida_localhost):
-    aiida_localhost.set_minimum_job_poll_interval(0.0)
-    return aiida_code_installed(label='cp2k', default_calc_job_plugin='sseff.cp2k', filepath_executable=CP2K,
-                                prepend_text='export OMP_NUM_THREADS=2')
 
 
 def inputs(code, atoms, parameters=None, **options):

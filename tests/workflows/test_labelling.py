@@ -3,8 +3,6 @@ and the bad inputs refused before anything is submitted."""
 
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pytest
 from aiida import orm
@@ -15,14 +13,6 @@ from ase.spacegroup import crystal
 from aiida_sseff.data.dataset import LabelledDataset
 from aiida_sseff.io import cp2k as cp2k_io
 from aiida_sseff.workflows.labelling import LabellingWorkChain
-
-CP2K = shutil.which('cp2k.psmp') or shutil.which('cp2k.ssmp') or shutil.which('cp2k')
-try:
-    cp2k_io.find_data_dir()
-    HAVE_CP2K = CP2K is not None
-except cp2k_io.Cp2kDataError:
-    HAVE_CP2K = False
-needs_cp2k = pytest.mark.skipif(not HAVE_CP2K, reason='cp2k/cp2k-data not installed: run scripts/install-system-deps.sh')
 
 CHEAP_CP2K = {'basis_set': 'SZV-MOLOPT-SR-GTH', 'cutoff_Ry': 300.0, 'rel_cutoff_Ry': 40.0, 'scf': {'eps_scf': 1e-6}}
 
@@ -38,13 +28,6 @@ def li2o(a: float = 4.61, rattle: float = 0.0, seed: int = 1):
 def lif(a: float = 4.03):
     """Rocksalt LiF, primitive cell (2 atoms; experimental a = 4.03 Å)."""
     return bulk('LiF', 'rocksalt', a=a)
-
-
-@pytest.fixture
-def cp2k_code(aiida_code_installed, aiida_localhost):
-    aiida_localhost.set_minimum_job_poll_interval(0.0)
-    return aiida_code_installed(label='cp2k', default_calc_job_plugin='sseff.cp2k', filepath_executable=CP2K,
-                                prepend_text='export OMP_NUM_THREADS=2')
 
 
 def unlabelled(*structures):
@@ -155,7 +138,6 @@ def test_protocols():
 
 
 # --- CP2K --------------------------------------------------------------------------------------------------------------
-@needs_cp2k
 @pytest.mark.slow
 def test_cp2k_labels_two_cells(aiida_profile, cp2k_code):
     """Two Li cells labelled by real CP2K with a k-point mesh from a spacing, each a Cp2kBaseWorkChain in provenance;

@@ -1,6 +1,5 @@
 """``sseff.study.reference_quality``: two references of the same structures, compared per element."""
 
-import shutil
 
 import numpy as np
 import pytest
@@ -11,7 +10,6 @@ from ase.spacegroup import crystal
 
 from aiida_sseff.data.dataset import LabelledDataset
 from aiida_sseff.data.model import NepModel
-from aiida_sseff.io import cp2k as cp2k_io
 from aiida_sseff.workflows.studies import ReferenceQualityWorkChain, compare_labels
 
 
@@ -74,26 +72,14 @@ def test_reference_quality_with_two_surrogates(aiida_profile, engine_code, refer
     assert comparison['force_rmse_per_element_mev_per_angstrom'].keys() == {'Li', 'La', 'Zr', 'O'}
 
 
-CP2K = shutil.which('cp2k.psmp') or shutil.which('cp2k.ssmp') or shutil.which('cp2k')
-try:
-    cp2k_io.find_data_dir()
-    HAVE_CP2K = CP2K is not None
-except cp2k_io.Cp2kDataError:
-    HAVE_CP2K = False
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(not HAVE_CP2K, reason='cp2k/cp2k-data not installed: run scripts/install-system-deps.sh')
-def test_gamma_against_kmesh_with_cp2k(aiida_profile, aiida_code_installed, aiida_localhost):
+def test_gamma_against_kmesh_with_cp2k(aiida_profile, cp2k_code):
     """The seed paper's experiment in miniature: Γ-only against a k-mesh, real CP2K DFT on a rattled Li2O cell."""
-    aiida_localhost.set_minimum_job_poll_interval(0.0)
-    code = aiida_code_installed(label='cp2k-study', default_calc_job_plugin='sseff.cp2k', filepath_executable=CP2K,
-                                prepend_text='export OMP_NUM_THREADS=2')
     atoms = crystal(['O', 'Li'], [(0, 0, 0), (0.25, 0.25, 0.25)], spacegroup=225, cellpar=[4.61, 4.61, 4.61, 90, 90, 90])
     atoms.rattle(0.05, seed=3)
     structures = LabelledDataset([atoms], require_labels=False)
     builder = ReferenceQualityWorkChain.get_builder_from_protocol(
-        code, structures, labeller='cp2k', protocols=('fast', 'fast'),
+        cp2k_code, structures, labeller='cp2k', protocols=('fast', 'fast'),
         overrides=(None, {'kpoints_spacing': 0.3}),  # 2π/4.61/0.3 → a 5×5×5 mesh
     )
     results, node = run_get_node(builder)
