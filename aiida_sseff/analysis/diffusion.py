@@ -38,6 +38,8 @@ import numpy as np
 from scipy import constants as sc_const
 from scipy.linalg import solve_triangular
 
+from aiida_sseff.units import ANGSTROM2_PER_PS_TO_CM2_PER_S
+
 from .msd import (
     MSDResult,
     _check_positions,
@@ -62,8 +64,6 @@ __all__ = [
     'nernst_einstein_conductivity',
 ]
 
-#: 1 Å²/ps = 1e-16 cm² / 1e-12 s = 1e-4 cm²/s
-ANGSTROM2_PER_PS_TO_CM2_PER_S = 1e-4
 
 
 def _single_thread_blas():

@@ -12,6 +12,7 @@ from aiida import orm
 from aiida.common import datastructures
 from aiida.engine import CalcJob
 
+from aiida_sseff.analysis.geometry import closest_pair
 from aiida_sseff.io import cp2k as cp2k_io
 
 # Two atoms closer than this are an error in the structure, never a configuration to label (the shortest bond in
@@ -34,7 +35,7 @@ def structure_problem(atoms, min_distance: float = MIN_DISTANCE_A) -> str | None
     """A sentence naming what makes ``atoms`` unfit for a single point (non-periodic cell, overlapping atoms)."""
     if not atoms.pbc.all():
         return 'the structure must be periodic in all three directions for a CP2K single point'
-    first, second, distance = cp2k_io.closest_pair(atoms)
+    first, second, distance = closest_pair(atoms)
     if distance < min_distance:
         return (
             f'atoms {first} ({atoms[first].symbol}) and {second} ({atoms[second].symbol}) are {distance:.3f} Å apart, '

@@ -35,7 +35,6 @@ __all__ = [
     'PROJECT',
     'Cp2kDataError',
     'KindEntry',
-    'closest_pair',
     'find_data_dir',
     'kpoint_mesh',
     'read_library',
@@ -268,24 +267,6 @@ def kpoint_mesh(cell, spacing: float | None) -> tuple[int, int, int]:
     reciprocal = 2 * np.pi * np.linalg.inv(np.asarray(cell, dtype=float)).T
     # round() before ceil: a mesh must not jump by one because of a 1e-12 rounding error in the cell
     return tuple(max(1, math.ceil(round(float(np.linalg.norm(b)) / spacing, 8))) for b in reciprocal)
-
-
-def closest_pair(atoms: Atoms) -> tuple[int, int, float]:
-    """The two closest atoms (minimum image in periodic directions) and their distance in Å; (-1, -1, inf) for one
-    atom in a non-periodic cell."""
-    from ase.neighborlist import neighbor_list
-
-    if len(atoms) == 1 and not atoms.pbc.any():
-        return -1, -1, math.inf
-    cutoff = 2.0
-    while True:
-        first, second, distances = neighbor_list('ijd', atoms, cutoff)
-        if len(distances):
-            k = int(np.argmin(distances))
-            return int(first[k]), int(second[k]), float(distances[k])
-        if cutoff > 50:
-            return -1, -1, math.inf
-        cutoff *= 2
 
 
 def write_input(

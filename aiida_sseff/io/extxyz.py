@@ -41,8 +41,9 @@ from ase.io import read
 from ase.stress import full_3x3_to_voigt_6_stress
 from calorine.nep.io import write_structures as _calorine_write_structures
 
+from aiida_sseff.analysis.geometry import perpendicular_widths
+
 __all__ = [
-    'cell_thickness',
     'check_cell_thickness',
     'read_train_xyz',
     'write_train_xyz',
@@ -189,17 +190,6 @@ def _canonical_keys(path: Path) -> str:
     return ''.join(lines)
 
 
-def cell_thickness(atoms: Atoms) -> np.ndarray:
-    """Perpendicular widths of the cell (Å): V/|b×c|, V/|c×a|, V/|a×b| (distances between opposite faces)."""
-    cell = np.asarray(atoms.get_cell(complete=True), dtype=float)
-    volume = abs(np.linalg.det(cell))
-    a, b, c = cell
-    areas = np.array([np.linalg.norm(np.cross(b, c)), np.linalg.norm(np.cross(c, a)), np.linalg.norm(np.cross(a, b))])
-    if volume < 1e-9 or np.any(areas < 1e-12):
-        raise ValueError('cell has zero volume; expected three linearly independent lattice vectors')
-    return volume / areas
-
-
 def check_cell_thickness(atoms: Atoms, cutoff: float) -> tuple[int, int, int]:
     """Replication (n_a, n_b, n_c) GPUMD ``nep`` applies to this cell for radial cutoff ``cutoff`` (Å).
 
@@ -209,5 +199,5 @@ def check_cell_thickness(atoms: Atoms, cutoff: float) -> tuple[int, int, int]:
     """
     if not cutoff > 0:
         raise ValueError(f'cutoff must be positive (Å), got {cutoff}')
-    thickness = cell_thickness(atoms)
+    thickness = perpendicular_widths(atoms)
     return tuple(int(math.ceil(2.0 * cutoff / t - 1e-9)) for t in thickness)

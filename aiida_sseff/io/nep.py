@@ -25,6 +25,8 @@ import numpy as np
 from calorine.nep.io import read_loss as _calorine_read_loss
 from calorine.nep.io import read_nepfile as _calorine_read_nepfile
 
+from aiida_sseff.units import EV_PER_A3_IN_GPA
+
 __all__ = [
     'GPUMD_TENSOR_COMPONENTS',
     'MISSING_TARGET',
@@ -562,7 +564,6 @@ def rmse_from_outputs(
 
 
 #: 1 eV/Å³ in GPa (GPUMD's PRESSURE_UNIT_CONVERSION, neppo's EV_PER_CUBIC_ANGSTROM_IN_GPA)
-EV_PER_A3_IN_GPA = 160.21766208
 
 
 def virial_from_stress(stress: PredictionTarget, volume_per_atom) -> PredictionTarget:

@@ -18,6 +18,8 @@ from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import read, write
 
+from aiida_sseff.units import EV_PER_A3_IN_GPA
+
 __all__ = [
     'DatasetValidationError',
     'attach_labels',
@@ -144,7 +146,7 @@ def validate_structures(structures: Sequence[Atoms], require_labels: bool = True
             if np.abs(stress).max() > MAX_ABS_STRESS_EV_PER_A3:
                 raise DatasetValidationError(
                     f'structure {index}: a stress component of {np.abs(stress).max():.3g} eV/Å³ '
-                    f'({np.abs(stress).max() * 160.2177:.3g} GPa); expected eV/Å³ (was it given in GPa or kbar?)'
+                    f'({np.abs(stress).max() * EV_PER_A3_IN_GPA:.3g} GPa); expected eV/Å³ (was it given in GPa or kbar?)'
                 )
         copy = Atoms(
             symbols=atoms.get_chemical_symbols(),

@@ -7,12 +7,13 @@ directory's outputs into the final RMSEs, as reported in ``loss.out`` and as rec
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
 from aiida import orm
 from aiida.parsers import Parser
+
+from aiida_sseff.utils import json_safe
 
 __all__ = ['NepTrainParser', 'loss_summary', 'rows_follow_input_order', 'training_summary']
 
@@ -22,14 +23,6 @@ LOSS_DECREASE_MARGIN = 0.01
 GPUMD_LOSS_INTERVAL = 100
 
 _LOSS_COLUMNS = {'energy_mev_per_atom': 'RMSE_E', 'force_mev_per_angstrom': 'RMSE_F', 'virial_mev_per_atom': 'RMSE_V'}
-
-
-def _clean(value):
-    """JSON-safe float: NaN/inf -> None (AiiDA Dicts are stored as JSON)."""
-    if value is None:
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
 
 
 def rows_follow_input_order(program: str, batch: int | None, n_structures: int | None) -> bool:
@@ -53,7 +46,7 @@ def loss_summary(loss, has_test: bool) -> dict:
         if label == 'test' and not has_test:
             result[label] = None
             continue
-        result[label] = {key: _clean(1000.0 * last[f'{column}_{label}']) if f'{column}_{label}' in loss.columns
+        result[label] = {key: json_safe(1000.0 * last[f'{column}_{label}']) if f'{column}_{label}' in loss.columns
                          else None for key, column in _LOSS_COLUMNS.items()}
     return result
 
@@ -87,7 +80,7 @@ def training_summary(outputs: dict, program: str | None = None, volume_per_atom:
                 and len(volume_per_atom[label]) == len(files['stress'].predicted):
             files['virial'] = virial_from_stress(files['stress'], volume_per_atom[label])
             source = 'stress_out'
-        recomputed[label] = {key: _clean(value) for key, value in rmse_from_outputs(files).items()}
+        recomputed[label] = {key: json_safe(value) for key, value in rmse_from_outputs(files).items()}
         virial_from[label] = source
     summary['recomputed'] = recomputed
     summary['virial_from'] = virial_from
@@ -100,9 +93,9 @@ def training_summary(outputs: dict, program: str | None = None, volume_per_atom:
         summary['n_reports'] = int(len(loss))
         total = loss['total_loss'].to_numpy(dtype=float) if 'total_loss' in loss.columns else None
         if total is not None:
-            summary['total_loss_first'] = _clean(total[0])
-            summary['total_loss_last'] = _clean(total[-1])
-            summary['total_loss_min'] = _clean(np.nanmin(total)) if np.isfinite(total).any() else None
+            summary['total_loss_first'] = json_safe(total[0])
+            summary['total_loss_last'] = json_safe(total[-1])
+            summary['total_loss_min'] = json_safe(np.nanmin(total)) if np.isfinite(total).any() else None
     return summary
 
 

@@ -8,17 +8,17 @@ GPUMD (``sseff.gpumd``; namespace ``gpumd``); give exactly one of the two namesp
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from aiida import orm
 from aiida.common import AttributeDict
 from aiida.engine import ToContext, WorkChain, calcfunction
 
+from aiida_sseff.analysis.geometry import replication_for_width
 from aiida_sseff.calculations.engine import EngineMdCalculation
 from aiida_sseff.calculations.gpumd import GpumdCalculation
 from aiida_sseff.data.model import MaceModel, NepModel
 from aiida_sseff.protocols.utils import ProtocolMixin
+from aiida_sseff.utils import json_safe
 
 __all__ = [
     'DEFAULT_ANALYSIS',
@@ -30,8 +30,6 @@ __all__ = [
     'diffusion_from_trajectory',
     'make_supercell',
     'md_parameters',
-    'perpendicular_widths',
-    'replication_for_width',
     'run_label',
 ]
 
@@ -64,19 +62,6 @@ _NVT_NAMES = {'engine': 'nvt_bussi', 'gpumd': 'nvt_bdp'}
 
 
 # ------------------------------------------------------------------------------------------------ pure helpers
-def perpendicular_widths(cell) -> np.ndarray:
-    """Distances (Å) between opposite faces of the cell (rows = lattice vectors): ``V / |b × c|`` etc."""
-    cell = np.asarray(cell, dtype=float)
-    volume = abs(np.linalg.det(cell))
-    return np.array([volume / np.linalg.norm(np.cross(cell[(i + 1) % 3], cell[(i + 2) % 3])) for i in range(3)])
-
-
-def replication_for_width(cell, min_width: float) -> tuple[int, int, int]:
-    """Smallest repetition ``(n1, n2, n3)`` making every perpendicular width ≥ ``min_width`` (Å)."""
-    widths = perpendicular_widths(cell)
-    return tuple(max(1, math.ceil(min_width / w - 1e-9)) for w in widths)
-
-
 def run_label(temperature: float, replica: int) -> str:
     """Link label of one MD run: ``T1200K_r0`` (a decimal point becomes ``p``)."""
     return f'T{temperature:g}K_r{replica}'.replace('.', 'p')
@@ -142,21 +127,6 @@ def _analysis_options(analysis: dict | None) -> dict:
     return options
 
 
-def _clean(value):
-    """JSON-safe copy for a Dict node: numpy → Python, NaN/inf → None."""
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | np.ndarray):
-        return [_clean(v) for v in value]
-    if isinstance(value, np.bool_ | bool):
-        return bool(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, float | np.floating):
-        return float(value) if np.isfinite(value) else None
-    return value
-
-
 def _msd_at(time_ps, msd_total, t_ps) -> float:
     return float(np.interp(t_ps, time_ps, msd_total))
 
@@ -168,7 +138,7 @@ def _msd_node(time_ps, msd_xyz, fit, msd_collective=None) -> orm.ArrayData:
     node.set_array('msd_total', np.asarray(msd_xyz, dtype=float).sum(axis=1))
     if msd_collective is not None:
         node.set_array('msd_collective', np.asarray(msd_collective, dtype=float))
-    node.base.attributes.set_many(_clean({
+    node.base.attributes.set_many(json_safe({
         'fit_t_start_ps': fit.t_start_ps, 'fit_t_end_ps': fit.t_end_ps,
         'fit_slope_A2_ps': 6.0 * fit.d, 'fit_intercept_A2': fit.intercept,
         'units': {'time_ps': 'ps', 'msd_xyz': 'angstrom^2'},
@@ -233,7 +203,7 @@ def _engine_run_result(traj: orm.TrajectoryData, thermo: orm.ArrayData, temperat
         'sigma_S_cm': result.sigma_ne, 'sigma_err_S_cm': result.sigma_ne_err,
         'sigma_collective_S_cm': result.sigma_collective, 'sigma_collective_err_S_cm': result.sigma_collective_err,
     }
-    return orm.Dict(_clean(entries)), _msd_node(result.msd.time_ps, result.msd.msd_xyz, tracer,
+    return orm.Dict(json_safe(entries)), _msd_node(result.msd.time_ps, result.msd.msd_xyz, tracer,
                                                 result.msd.msd_collective)
 
 
@@ -287,7 +257,7 @@ def diffusion_from_gpumd_msd(msd: orm.ArrayData, structure: orm.StructureData, t
         'drift_removed': False, **_fit_entries(fit), 'D_collective_cm2_s': None, 'haven_ratio': None,
         'sigma_S_cm': sigma, 'sigma_err_S_cm': sigma_err,
     }
-    return {'result': orm.Dict(_clean(entries)), 'msd': _msd_node(time, msd_xyz, fit)}
+    return {'result': orm.Dict(json_safe(entries)), 'msd': _msd_node(time, msd_xyz, fit)}
 
 
 def combine_replicas(runs: list[dict]) -> dict:
@@ -406,7 +376,7 @@ def arrhenius_analysis(analysis: orm.Dict, **runs: orm.Dict):
     }
     for name, values in columns.items():
         array.set_array(name, np.array(values, dtype=float))
-    return {'results': orm.Dict(_clean(results)), 'diffusion': array}
+    return {'results': orm.Dict(json_safe(results)), 'diffusion': array}
 
 
 # ------------------------------------------------------------------------------------------------ the WorkChain

@@ -29,12 +29,14 @@ from aiida.engine import (
     while_,
 )
 
+from aiida_sseff.analysis.geometry import closest_pair
 from aiida_sseff.calculations.cp2k import Cp2kCalculation, kinds_problem, structure_problem
 from aiida_sseff.calculations.engine import EngineLabelCalculation
 from aiida_sseff.data.dataset import LabelledDataset
 from aiida_sseff.io import cp2k as cp2k_io
 from aiida_sseff.io.structures import attach_labels
 from aiida_sseff.protocols.utils import ProtocolMixin
+from aiida_sseff.units import KBAR_IN_EV_PER_A3
 
 try:  # aiida-vasp is the optional extra `vasp` of aiida-sseff
     from aiida_vasp.workchains.v2.vasp import VaspWorkChain
@@ -45,7 +47,6 @@ __all__ = ['LABELLERS', 'Cp2kBaseWorkChain', 'LabellingWorkChain', 'collect_batc
            'extract_structures', 'split_dataset']
 
 LABELLERS = ('cp2k', 'vasp', 'surrogate')
-KBAR_TO_EV_PER_A3 = 0.1 * 0.006241509125883258  # 1 kbar = 0.1 GPa; 1 GPa = 0.00624151 eV/Å³ (ase.units.GPa)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -225,7 +226,7 @@ def _labels_of(node, n_atoms: int):
     stress = misc.get('stress')
     if stress is not None:
         # VASP prints the stress in kbar with the pressure sign (positive = compressed); ASE uses the opposite sign
-        stress = -np.asarray(stress, dtype=float).reshape(3, 3) * KBAR_TO_EV_PER_A3
+        stress = -np.asarray(stress, dtype=float).reshape(3, 3) * KBAR_IN_EV_PER_A3
     return float(energy), forces, stress
 
 
@@ -295,7 +296,7 @@ def _validate_inputs(inputs, port_namespace):  # noqa: PLR0911, PLR0912 - one se
 
 
 def _overlap_problem(atoms, min_distance: float) -> str | None:
-    first, second, distance = cp2k_io.closest_pair(atoms)
+    first, second, distance = closest_pair(atoms)
     if distance < min_distance:
         return (f'atoms {first} ({atoms[first].symbol}) and {second} ({atoms[second].symbol}) are {distance:.3f} Å '
                 f'apart, closer than {min_distance} Å: the structure has overlapping atoms')

@@ -35,6 +35,7 @@ from aiida_sseff.analysis.descriptors import (
     untrained_nep_descriptors,
 )
 from aiida_sseff.analysis.fps import FPSResult, farthest_point_sampling, reduction_series
+from aiida_sseff.analysis.geometry import shortest_distance
 from aiida_sseff.calculations.engine import EngineMdCalculation
 from aiida_sseff.data.dataset import LabelledDataset, subset_dataset
 from aiida_sseff.data.model import NepModel
@@ -191,17 +192,6 @@ def _bare(atoms: Atoms) -> Atoms:
     copy = Atoms(atoms.get_chemical_symbols(), atoms.get_positions(), cell=atoms.get_cell(), pbc=atoms.get_pbc())
     copy.info.update({k: v for k, v in atoms.info.items() if k not in ('energy', 'stress', 'virial', 'free_energy')})
     return copy
-
-
-def shortest_distance(atoms: Atoms) -> float:
-    """Shortest interatomic distance in Å (periodic images included); ``inf`` for a single atom in a big cell."""
-    from ase.neighborlist import neighbor_list
-
-    for cutoff in (2.0, 4.0, 8.0):
-        distances = neighbor_list('d', atoms, cutoff)
-        if len(distances):
-            return float(distances.min())
-    return float('inf')
 
 
 # --- calcfunctions ----------------------------------------------------------------------------------------------------

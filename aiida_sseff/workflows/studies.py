@@ -14,6 +14,7 @@ from aiida.engine import ToContext, WorkChain, calcfunction, if_
 
 from aiida_sseff.analysis.metrics import per_element_errors, rmse
 from aiida_sseff.data.dataset import LabelledDataset
+from aiida_sseff.units import EV_PER_A3_IN_GPA
 from aiida_sseff.workflows.diffusion import DiffusionWorkChain
 from aiida_sseff.workflows.labelling import LabellingWorkChain
 from aiida_sseff.workflows.stages import declare_stage, stage_builder, stage_requested
@@ -65,7 +66,7 @@ def compare_labels(structures_a, structures_b) -> dict:
         },
     }
     if stress_a:
-        result['stress_rmse_gpa'] = 160.21766208 * rmse(np.array(stress_b), np.array(stress_a))
+        result['stress_rmse_gpa'] = EV_PER_A3_IN_GPA * rmse(np.array(stress_b), np.array(stress_a))
     return result
 
 

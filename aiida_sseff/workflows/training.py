@@ -31,6 +31,8 @@ from aiida_sseff.calculations.nep import NepTrainCalculation, resolve_program
 from aiida_sseff.data.dataset import LabelledDataset
 from aiida_sseff.data.model import NepModel
 from aiida_sseff.protocols.utils import ProtocolMixin
+from aiida_sseff.units import EV_PER_A3_IN_GPA
+from aiida_sseff.utils import json_safe
 
 __all__ = [
     'NepTrainBaseWorkChain',
@@ -48,11 +50,6 @@ SUMMARY_KEYS = ('energy_mev_per_atom', 'force_mev_per_angstrom', 'virial_mev_per
 # ------------------------------------------------------------------------------------------------ calcfunctions
 
 
-def _clean(value):
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
 def model_errors(calculator, structures) -> dict:
     """Errors of an ASE calculator against the labels of ``structures`` (GPUMD's definitions, no energy shift).
 
@@ -62,7 +59,6 @@ def model_errors(calculator, structures) -> dict:
     n_atoms}}``), ``energy_r2``, ``force_r2``, ``n_structures``, ``n_atoms``. NaN becomes None.
     """
     from aiida_sseff.analysis.metrics import per_element_errors, r2_score, rmse
-    from aiida_sseff.io.nep import EV_PER_A3_IN_GPA
 
     energy_p, energy_t, forces_p, forces_t, symbols = [], [], [], [], []
     virial_p, virial_t, stress_p, stress_t = [], [], [], []
@@ -94,10 +90,10 @@ def model_errors(calculator, structures) -> dict:
         'energy_r2': r2_score(energy_p, energy_t),
         'force_r2': r2_score(forces_p, forces_t),
     }
-    result = {key: _clean(value) for key, value in result.items()}
+    result = {key: json_safe(value) for key, value in result.items()}
     result['force_per_element'] = {
-        element: {'rmse_mev_per_angstrom': _clean(1000.0 * errors['rmse']),
-                  'mae_mev_per_angstrom': _clean(1000.0 * errors['mae']), 'n_atoms': errors['n'] // 3}
+        element: {'rmse_mev_per_angstrom': json_safe(1000.0 * errors['rmse']),
+                  'mae_mev_per_angstrom': json_safe(1000.0 * errors['mae']), 'n_atoms': errors['n'] // 3}
         for element, errors in per_element.items()}
     result['n_structures'] = len(energy_t)
     result['n_atoms'] = len(symbols)

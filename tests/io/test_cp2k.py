@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from ase.spacegroup import crystal
 
+from aiida_sseff.analysis.geometry import closest_pair
 from aiida_sseff.io import cp2k
 
 CP2K = shutil.which('cp2k.psmp') or shutil.which('cp2k.ssmp') or shutil.which('cp2k')
@@ -88,10 +89,10 @@ def test_bad_parameters_refused(parameters, message):
 
 def test_closest_pair_minimum_image():
     atoms = li2o()
-    _, _, distance = cp2k.closest_pair(atoms)
+    _, _, distance = closest_pair(atoms)
     assert distance == pytest.approx(4.61 * math.sqrt(3) / 4, rel=1e-9)  # Li–O bond of antifluorite: a·√3/4
     atoms.positions[0] = atoms.positions[4] + [0.3, 0.0, 0.0]
-    first, second, distance = cp2k.closest_pair(atoms)
+    first, second, distance = closest_pair(atoms)
     assert {first, second} == {0, 4} and distance == pytest.approx(0.3)
 
 

@@ -11,7 +11,8 @@ from ase.build import bulk
 from ase.calculators.emt import EMT
 from ase.calculators.singlepoint import SinglePointCalculator
 
-from aiida_sseff.io.extxyz import cell_thickness, check_cell_thickness, read_train_xyz, write_train_xyz
+from aiida_sseff.analysis.geometry import perpendicular_widths
+from aiida_sseff.io.extxyz import check_cell_thickness, read_train_xyz, write_train_xyz
 
 REFERENCE = Path(__file__).resolve().parents[2] / '..' / 'shared' / 'reference'
 NEP_TXT = REFERENCE / 'llzo' / 'nep_training' / 'nep.txt'
@@ -100,7 +101,7 @@ def test_write_train_xyz_errors_name_the_structure(tmp_path, change, message):
 def test_check_cell_thickness_matches_gpumd_rule():
     # triclinic check: thickness is V/|b x c| etc., not the lattice-vector lengths
     atoms = Atoms('Cu', cell=[[4.0, 0, 0], [2.0, 4.0, 0], [0, 0, 11.0]], pbc=True)
-    np.testing.assert_allclose(cell_thickness(atoms), [4.0 * 4.0 / np.hypot(4.0, 2.0), 4.0, 11.0])
+    np.testing.assert_allclose(perpendicular_widths(atoms), [4.0 * 4.0 / np.hypot(4.0, 2.0), 4.0, 11.0])
     # GPUMD: num_cell = ceil(2 rc / thickness)
     assert check_cell_thickness(atoms, 5.0) == (3, 3, 1)
     assert check_cell_thickness(atoms, 5.5) == (4, 3, 1)

@@ -9,6 +9,7 @@ from aiida import orm
 from aiida.engine import run_get_node
 from ase import Atoms
 
+from aiida_sseff.analysis.geometry import perpendicular_widths, replication_for_width
 from aiida_sseff.workflows.diffusion import (
     DiffusionWorkChain,
     arrhenius_analysis,
@@ -16,8 +17,6 @@ from aiida_sseff.workflows.diffusion import (
     diffusion_from_gpumd_msd,
     make_supercell,
     md_parameters,
-    perpendicular_widths,
-    replication_for_width,
 )
 
 REFERENCE = Path(__file__).resolve().parents[2] / '..' / 'shared' / 'reference'
