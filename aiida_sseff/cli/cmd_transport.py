@@ -54,6 +54,18 @@ def _echo_single(result: dict) -> None:
     _echo_sources(result)
 
 
+_FEW_TEMPERATURES = 'WARNING: with fewer than 4 temperatures a change of slope (phase transition) cannot be detected.'
+
+
+def _kink_warning(break_temperature, ea_low, ea_high) -> str:
+    def fmt(x, spec):
+        return 'n/a' if x is None or not np.isfinite(x) else format(x, spec)
+
+    return (f'WARNING: D(T) has two Arrhenius regimes (break near {fmt(break_temperature, ".0f")} K: Ea = '
+            f'{fmt(ea_low, ".3f")} eV below, {fmt(ea_high, ".3f")} eV above); the single line misrepresents it '
+            f'(a phase transition?): fit each regime separately.')
+
+
 def _failure(exception: Exception) -> click.ClickException:
     return click.ClickException(str(exception))
 
@@ -164,11 +176,9 @@ def cmd_analyze_arrhenius(directory, group, n_ions, run_length_ps, volume, start
     kink = result['kink']
     click.echo(f"kink test: {kink['message']}")
     if kink['significant']:
-        click.echo(f"WARNING: D(T) has two Arrhenius regimes (break near {kink['break_temperature_K']:.0f} K: Ea = "
-                   f"{kink['Ea_low_T_eV']:.3f} eV below, {kink['Ea_high_T_eV']:.3f} eV above); the single line above "
-                   f'misrepresents it (a phase transition?): fit each regime separately.')
+        click.echo(_kink_warning(kink['break_temperature_K'], kink['Ea_low_T_eV'], kink['Ea_high_T_eV']))
     elif not kink['testable']:
-        click.echo('WARNING: with fewer than 4 temperatures a change of slope (phase transition) cannot be detected.')
+        click.echo(_FEW_TEMPERATURES)
     if not result['weighted']:
         reasons = sorted({r['errors'] for r in rows if r['D_err_cm2_s'] is None})
         click.echo(f"D errors: {'; '.join(reasons)}")
@@ -221,6 +231,11 @@ def diffusion_table(results: dict) -> list[str]:
         f"mS/cm (Nernst–Einstein, {results['n_ions']} ions in {results['volume_A3']:.1f} Å³)",
         f"kink test: {results['kink']['message']}",
     ]
+    kink = results['kink']
+    if kink.get('significant'):
+        lines.append(_kink_warning(kink.get('break_temperature_K'), kink.get('ea_low_T_eV'), kink.get('ea_high_T_eV')))
+    elif not kink.get('testable', True):
+        lines.append(_FEW_TEMPERATURES)
     return lines
 
 

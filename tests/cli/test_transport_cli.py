@@ -253,6 +253,14 @@ def test_show_and_plot_diffusion(stored_diffusion, tmp_path):
     text = invoke(['show', 'diffusion', str(stored_diffusion.pk)])
     assert 'Ea = 0.3000 ± 0.' in text
     assert text.count('yes') == 4 and 'kink test' in text and 'sigma(300 K)' in text
+    assert 'WARNING' not in text  # one straight line (Ea = 0.3 eV at every T)
+    from aiida_sseff.cli.cmd_transport import diffusion_table
+
+    results = stored_diffusion.outputs.results.get_dict()
+    results['kink'] = {'testable': True, 'significant': True, 'message': 'two regimes significantly better',
+                       'break_temperature_K': 1000.0, 'ea_low_T_eV': 0.5, 'ea_high_T_eV': 0.2}
+    assert diffusion_table(results)[-1].startswith('WARNING: D(T) has two Arrhenius regimes (break near 1000 K: '
+                                                   'Ea = 0.500 eV below, 0.200 eV above)')
     path = tmp_path / 'diffusion.png'
     assert 'Wrote' in invoke(['plot', 'diffusion', str(stored_diffusion.pk), '-o', str(path)])
     assert path.stat().st_size > 10_000
