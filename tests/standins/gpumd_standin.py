@@ -155,7 +155,10 @@ def perform_run(atoms, groups, run, rng, state) -> None:
         selected, labels = _check_msd(run, groups, len(atoms))
         print(f'Compute mean square displacement (MSD).\n    sample interval is {run.compute_msd.sample_interval}.\n'
               f'    number of correlation steps is {run.compute_msd.n_correlation}.')
-    fixed = [i for gm, gid in run.fix for i in np.flatnonzero(groups[:, gm] == gid)] if run.fix else []
+    needs_groups = [*run.fix, *(d.group for d in run.dumps if d.group is not None)]
+    if needs_groups and (groups is None or max(gm for gm, _ in needs_groups) >= groups.shape[1]):
+        raise StandinError('grouping method should < number of grouping methods.\n')
+    fixed = [i for gm, gid in run.fix for i in np.flatnonzero(groups[:, gm] == gid)]
     atoms.set_constraint(FixAtoms(indices=fixed) if fixed else None)
     dynamics = _dynamics(atoms, run, rng)
     cell_at_start = atoms.cell.array.copy()
