@@ -3,9 +3,11 @@
     aiida-sseff-engine md     [--input engine.json]   # reads structure.xyz
     aiida-sseff-engine label  [--input engine.json]   # reads structures.xyz
 
-``engine.json`` holds ``{"calculator": {...spec...}, "parameters": {...}}``. Whatever happens, ``report.json`` is
-written with a ``status`` the parser maps to an exit code: ``ok``, ``invalid_input``, ``unknown_element``,
-``md_unstable``, ``atoms_too_close``, ``all_failed``, ``error``.
+``engine.json`` holds ``{"calculator": {...spec...}, "parameters": {...}}`` and, for md, optionally
+``"checkpoint": "restart.npz"`` (continue from that checkpoint) and ``"wall_time_s": 3540`` (stop cleanly, with a
+checkpoint, after that many seconds). Whatever happens, ``report.json`` is written with a ``status`` the parser maps
+to an exit code: ``ok``, ``out_of_walltime``, ``invalid_input``, ``unknown_element``, ``md_unstable``,
+``atoms_too_close``, ``all_failed``, ``error``.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ RETURN_CODES = {
     'md_unstable': 11,
     'atoms_too_close': 12,
     'all_failed': 13,
+    'out_of_walltime': 14,
     'error': 1,
 }
 
@@ -31,14 +34,19 @@ def _run_md(config: dict, directory: Path) -> dict:
     from ase.io import read
 
     from aiida_sseff.engines.calculators import check_elements, make_calculator
-    from aiida_sseff.engines.md import run_md, validate_md_parameters
+    from aiida_sseff.engines.md import MdParameterError, run_md, validate_md_parameters
 
     parameters = validate_md_parameters(config.get('parameters', {}))
     atoms = read(directory / 'structure.xyz', format='extxyz')
     check_elements(atoms.get_chemical_symbols(), config['calculator'], directory)
     calculator = make_calculator(config['calculator'], directory)
-    summary = run_md(atoms, calculator, parameters, directory)
-    return {'status': 'ok', **summary}
+    checkpoint = config.get('checkpoint')
+    wall_time_s = config.get('wall_time_s')
+    if wall_time_s is not None and not float(wall_time_s) >= 0:
+        raise MdParameterError(f'wall_time_s must be a non-negative number of seconds, got {wall_time_s}')
+    return run_md(atoms, calculator, parameters, directory,
+                  checkpoint=directory / checkpoint if checkpoint else None,
+                  wall_time_s=None if wall_time_s is None else float(wall_time_s))
 
 
 def _run_label(config: dict, directory: Path) -> dict:
@@ -94,7 +102,10 @@ def main(argv: list[str] | None = None) -> int:
                   'traceback': traceback.format_exc()}
     report['task'] = args.task
     write_report(directory, report)
-    if report['status'] != 'ok':
+    if report['status'] == 'out_of_walltime':
+        print(f'aiida-sseff-engine md: stopped for the wall time at production step {report["step"]} of '
+              f'{report["n_steps"]}; continue from checkpoint.npz', file=sys.stderr)
+    elif report['status'] != 'ok':
         print(f'aiida-sseff-engine {args.task}: {report["status"]}: {report.get("message", "")}', file=sys.stderr)
     return RETURN_CODES[report['status']]
 
