@@ -23,7 +23,8 @@ run writes only its own segment (frames after the checkpoint's step); joining th
 Volume. ``equilibration_ensemble`` (default: ``ensemble``) is the ensemble of the equilibration;
 ``production_cell = 'equilibrated_mean'`` sets the cell, after an NPT equilibration, to the mean cell of the second
 half of that equilibration (positions scaled affinely, velocities kept), so that "NPT equilibration, then NVT
-production at the equilibrated mean volume" is one run.
+production at the equilibrated mean volume" is one run. ``'input'`` (the default) runs a fixed-cell production at
+the input cell (scaled back to it after an NPT equilibration); an NPT production continues from the cell it has.
 """
 
 from __future__ import annotations
@@ -362,7 +363,9 @@ def read_checkpoint(path: str | Path) -> dict:
     return checkpoint
 
 
-def _check_restart_compatible(checkpoint: dict, atoms: Atoms, p: dict, path) -> None:
+def check_restart_compatible(checkpoint: dict, numbers, p: dict, path) -> None:
+    """Raise ``CheckpointError`` unless ``checkpoint`` (of :func:`read_checkpoint`) can continue a run of the
+    validated parameters ``p`` on atoms of these atomic ``numbers``."""
     previous = checkpoint['state']['parameters']
     different = {key: (previous.get(key), p[key]) for key in p
                  if key not in RESTART_MAY_CHANGE and previous.get(key) != p[key]}
@@ -370,9 +373,9 @@ def _check_restart_compatible(checkpoint: dict, atoms: Atoms, p: dict, path) -> 
         details = ', '.join(f'{key}: {old!r} in the checkpoint, {new!r} now' for key, (old, new) in different.items())
         raise CheckpointError(f'the checkpoint {path} belongs to a different run ({details}); only '
                               f'{", ".join(RESTART_MAY_CHANGE)} may change on a restart')
-    if not np.array_equal(checkpoint['numbers'], atoms.get_atomic_numbers()):
+    if not np.array_equal(checkpoint['numbers'], numbers):
         raise CheckpointError(f'the checkpoint {path} holds {len(checkpoint["numbers"])} atoms of other elements or '
-                              f'in another order than structure.xyz ({len(atoms)} atoms)')
+                              f'in another order than the structure ({len(numbers)} atoms)')
     state = checkpoint['state']
     if state['phase'] == 'production' and state['step'] > p['n_steps']:
         raise CheckpointError(f'the checkpoint {path} is at production step {state["step"]}, beyond n_steps = '
@@ -398,6 +401,7 @@ def run_md(atoms: Atoms, calculator, parameters: dict, directory: str | Path = '
     n_eq, n_steps = p['n_equilibration_steps'], p['n_steps']
     rng = np.random.default_rng(p['seed'])
     eq_cell_sum, eq_cell_count = np.zeros((3, 3)), 0
+    input_cell = atoms.get_cell().array.copy()
     if checkpoint is None:
         phase, eq_done, step = ('equilibration' if n_eq else 'production'), 0, 0
         MaxwellBoltzmannDistribution(atoms, temperature_K=p['temperature_K'], rng=rng)
@@ -406,7 +410,7 @@ def run_md(atoms: Atoms, calculator, parameters: dict, directory: str | Path = '
         resumed_in_production = False
     else:
         saved = read_checkpoint(checkpoint)
-        _check_restart_compatible(saved, atoms, p, checkpoint)
+        check_restart_compatible(saved, atoms.get_atomic_numbers(), p, checkpoint)
         atoms.set_cell(saved['cell'], scale_atoms=False)
         atoms.set_positions(saved['positions'])
         atoms.set_momenta(saved['momenta'])
@@ -414,6 +418,7 @@ def run_md(atoms: Atoms, calculator, parameters: dict, directory: str | Path = '
         rng.bit_generator.state = state['rng']
         phase, eq_done, step = state['phase'], state['equilibration_step'], state['step']
         eq_cell_sum, eq_cell_count = np.array(state['equilibration_cell_sum']), state['equilibration_cell_count']
+        input_cell = np.array(state['input_cell'])
         restart_info = {'restart_phase': phase, 'restart_step': step if phase == 'production' else None,
                         'restart_equilibration_step': eq_done}
         resumed_in_production = phase == 'production'
@@ -448,7 +453,7 @@ def run_md(atoms: Atoms, calculator, parameters: dict, directory: str | Path = '
                  'time_ps': step * recorder.dt_ps, 'integrator_class': type(dynamics).__name__,
                  'integrator': integrator_state(dynamics), 'rng': rng.bit_generator.state,
                  'equilibration_cell_sum': eq_cell_sum.tolist(),
-                 'equilibration_cell_count': eq_cell_count, 'parameters': p}
+                 'equilibration_cell_count': eq_cell_count, 'input_cell': input_cell.tolist(), 'parameters': p}
         write_checkpoint(directory / CHECKPOINT_FILENAME, atoms, state)
         checkpoint_wall += time.perf_counter() - begin
         n_checkpoints += 1
@@ -457,9 +462,11 @@ def run_md(atoms: Atoms, calculator, parameters: dict, directory: str | Path = '
     def must_stop() -> bool:
         """Checkpoint when due; stop for the wall time once at least one checkpoint interval was done here."""
         out_of_time = wall_time_s is not None and time.perf_counter() - start >= wall_time_s
-        if n_done_here - last_checkpoint >= stride or (out_of_time and n_done_here >= stride):
+        if out_of_time and n_done_here >= stride:
+            return True  # the checkpoint is written once the loops are left
+        if n_done_here - last_checkpoint >= stride:
             save()
-        return out_of_time and n_done_here >= stride
+        return False
 
     if checkpoint is None:
         _check_sanity(atoms, p, 0)
@@ -483,6 +490,8 @@ def run_md(atoms: Atoms, calculator, parameters: dict, directory: str | Path = '
             phase = 'production'
             if p['production_cell'] == 'equilibrated_mean':
                 atoms.set_cell(eq_cell_sum / eq_cell_count, scale_atoms=True)  # momenta are left as they are
+            elif p['equilibration_ensemble'] in NPT_ENSEMBLES and p['ensemble'] not in NPT_ENSEMBLES:
+                atoms.set_cell(input_cell, scale_atoms=True)  # 'input': a fixed-cell production at the input cell
             if not same_dynamics:
                 dynamics = build(p['ensemble'])
         if not resumed_in_production:  # a continued run's first frame is the checkpoint's, recorded before

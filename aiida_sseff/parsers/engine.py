@@ -10,9 +10,11 @@ from aiida import orm
 from aiida.parsers import Parser
 
 from aiida_sseff.data.dataset import LabelledDataset
+from aiida_sseff.engines.md import CHECKPOINT_FILENAME
 from aiida_sseff.io.structures import read_extxyz
 
 STATUS_EXIT_CODES = {
+    'out_of_walltime': 'ERROR_OUT_OF_WALLTIME',
     'invalid_input': 'ERROR_INVALID_INPUT',
     'unknown_element': 'ERROR_UNKNOWN_ELEMENT',
     'md_unstable': 'ERROR_MD_UNSTABLE',
@@ -52,15 +54,26 @@ class _EngineParser(Parser):
 
 
 class EngineMdParser(_EngineParser):
-    """thermo.dat → ArrayData, trajectory.npz → TrajectoryData, final.xyz → StructureData, snapshots.xyz → dataset."""
+    """thermo.dat → ArrayData, trajectory.npz → TrajectoryData, final.xyz → StructureData, snapshots.xyz → dataset,
+    checkpoint.npz → SinglefileData. A run stopped for its wall time gets ``ERROR_OUT_OF_WALLTIME`` with all of these
+    (the trajectory so far), so that a continuation can start from the checkpoint and the segments can be joined."""
 
     def parse(self, **kwargs):
         report, exit_code = self._read_report()
         if exit_code:
             return exit_code
+        if report.get('status') == 'out_of_walltime':
+            exit_code = self._parse_outputs(report)
+            return exit_code or self.exit_codes.ERROR_OUT_OF_WALLTIME.format(step=report.get('step'),
+                                                                              n_steps=report.get('n_steps'))
         exit_code = self._status_exit_code(report)
         if exit_code:
             return exit_code
+        return self._parse_outputs(report)
+
+    def _parse_outputs(self, report: dict):
+        if report.get('n_frames') == 0:  # stopped for the wall time before production: no frame, no thermo row yet
+            return self._parse_state(report)
         for filename in ('thermo.dat', 'trajectory.npz', 'final.xyz'):
             if not self._has(filename):
                 return self.exit_codes.ERROR_MISSING_OUTPUT.format(filename=filename)
@@ -103,12 +116,27 @@ class EngineMdParser(_EngineParser):
                                                  'forces': 'eV/angstrom'})
         self.out('trajectory', trajectory)
 
-        final.calc = None
-        self.out('structure', orm.StructureData(ase=final))
         if self._has('snapshots.xyz'):
             snapshots = read_extxyz(repository.get_object_content('snapshots.xyz', mode='rb'))
             self.out('snapshots', LabelledDataset(snapshots, require_labels=False))
+        return self._parse_state(report, final)
+
+    def _parse_state(self, report: dict, final=None):
+        """The last configuration, the checkpoint and the results."""
+        repository = self.retrieved.base.repository
+        if final is None:
+            if not self._has('final.xyz'):
+                return self.exit_codes.ERROR_MISSING_OUTPUT.format(filename='final.xyz')
+            from ase.io import read
+
+            final = read(io.StringIO(repository.get_object_content('final.xyz')), format='extxyz')
+        final.calc = None
+        self.out('structure', orm.StructureData(ase=final))
+        if self._has(CHECKPOINT_FILENAME):
+            with repository.open(CHECKPOINT_FILENAME, mode='rb') as handle:
+                self.out('checkpoint', orm.SinglefileData(io.BytesIO(handle.read()), filename=CHECKPOINT_FILENAME))
         self.out('results', self._results(report))
+        return None
 
 
 class EngineLabelParser(_EngineParser):
