@@ -61,6 +61,8 @@ class EngineMdParser(_EngineParser):
     def parse(self, **kwargs):
         report, exit_code = self._read_report()
         if exit_code:
+            if exit_code.status == self.exit_codes.ERROR_MISSING_REPORT.status and self._has(CHECKPOINT_FILENAME):
+                self._parse_killed()
             return exit_code
         if report.get('status') == 'out_of_walltime':
             exit_code = self._parse_outputs(report)
@@ -70,6 +72,23 @@ class EngineMdParser(_EngineParser):
         if exit_code:
             return exit_code
         return self._parse_outputs(report)
+
+    def _parse_killed(self) -> None:
+        """The engine was killed (no report.json) after a checkpoint: the outputs it wrote with that checkpoint, so
+        that the run can be continued and joined; the results describe the checkpoint."""
+        from aiida_sseff.engines.md import CheckpointError, read_checkpoint
+
+        try:
+            with self.retrieved.base.repository.open(CHECKPOINT_FILENAME, mode='rb') as handle:
+                state = read_checkpoint(io.BytesIO(handle.read()))['state']
+        except CheckpointError as exception:
+            self.logger.warning(f'the engine was killed and its checkpoint is unreadable: {exception}')
+            return
+        report = {'killed': True, 'phase': state['phase'], 'step': state['step'],
+                  'equilibration_step': state['equilibration_step'], 'n_steps': state['parameters']['n_steps']}
+        if state['phase'] == 'equilibration':
+            report['n_frames'] = 0
+        self._parse_outputs(report)
 
     def _parse_outputs(self, report: dict):
         if report.get('n_frames') == 0:  # stopped for the wall time before production: no frame, no thermo row yet

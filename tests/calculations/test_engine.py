@@ -179,3 +179,24 @@ def test_md_checkpoint_of_another_run_refused_before_submission(aiida_profile, e
     inputs['checkpoint'] = results['checkpoint']
     with pytest.raises(ValueError, match=r'`checkpoint`: .*temperature_K: 600.0 in the checkpoint, 900.0 now'):
         run_get_node(EngineMdCalculation, **inputs)
+
+
+def test_md_parser_after_a_hard_kill_keeps_the_checkpoint(aiida_profile, calc_job_node_factory, tmp_path):
+    """No report.json (the scheduler killed the engine) but a checkpoint: ERROR_MISSING_REPORT, and the outputs
+    written with that checkpoint, so that sseff.engine.md.base can continue and join the run."""
+    from ase.calculators.emt import EMT
+
+    from aiida_sseff.engines.md import run_md
+    from aiida_sseff.parsers.engine import EngineMdParser
+
+    parameters = {'n_steps': 60, 'thermo_interval': 10, 'trajectory_interval': 10, 'checkpoint_interval': 20}
+    run_md(copper(), EMT(), parameters, tmp_path, wall_time_s=0.0)  # stops at step 20 like a killed run's last save
+    inputs = {'parameters': orm.Dict(parameters), 'structure': orm.StructureData(ase=copper()),
+              'calculator': orm.Dict({'kind': 'emt'})}
+    node = calc_job_node_factory('sseff.engine.md', tmp_path, inputs,
+                                 files=['thermo.dat', 'trajectory.npz', 'final.xyz', 'checkpoint.npz'])
+    results, calcfunction = EngineMdParser.parse_from_node(node, store_provenance=False)
+    assert calcfunction.exit_status == EngineMdCalculation.exit_codes.ERROR_MISSING_REPORT.status
+    assert results['trajectory'].get_stepids().tolist() == [0, 10, 20]
+    assert results['results']['killed'] is True and results['results']['step'] == 20
+    assert 'checkpoint' in results

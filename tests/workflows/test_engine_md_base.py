@@ -65,6 +65,7 @@ def test_walltime_segments_join_to_the_uninterrupted_run(aiida_profile, engine_c
     assert summary['mean_temperature_K'] == pytest.approx(reference['results']['mean_temperature_K'], rel=1e-6)
 
 
+@pytest.mark.slow
 def test_unstable_restarts_once_with_half_the_timestep_then_exit_code(aiida_profile, engine_code):
     """A temperature limit no run can meet (0.01 × 1200 K) makes every job unstable at step 0: the work chain
     restarts once with half the time step and doubled step counts (the same times), then stops with
@@ -82,6 +83,7 @@ def test_unstable_restarts_once_with_half_the_timestep_then_exit_code(aiida_prof
     assert 'checkpoint' not in second.inputs
 
 
+@pytest.mark.slow
 def test_atoms_too_close_gets_its_own_exit_code(aiida_profile, engine_code):
     """Two atoms 0.3 Å apart fail the check at step 0 however small the time step: ERROR_ATOMS_TOO_CLOSE."""
     md = md_namespace(engine_code, n_steps=20, snapshot_interval=0)
