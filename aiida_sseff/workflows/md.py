@@ -163,7 +163,8 @@ class EngineMdBaseWorkChain(BaseRestartWorkChain):
     def _continue_from_checkpoint(self, node, why: str):
         if 'checkpoint' not in node.outputs:
             self.report_error_handled(node, 'no checkpoint to continue from: giving up')
-            return ProcessHandlerReport(True, self.exit_codes.ERROR_NO_CHECKPOINT.format(message=why))
+            return ProcessHandlerReport(True, self.exit_codes.ERROR_NO_CHECKPOINT.format(
+                message=f'{why}: {node.exit_message}'))
         self.ctx.segments.append(node)
         self.ctx.inputs.checkpoint = node.outputs.checkpoint
         results = node.outputs.results.get_dict() if 'results' in node.outputs else {}

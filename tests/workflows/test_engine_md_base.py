@@ -93,3 +93,35 @@ def test_atoms_too_close_gets_its_own_exit_code(aiida_profile, engine_code):
     _, node = run_get_node(EngineMdBaseWorkChain, md=md)
     assert node.exit_status == EngineMdBaseWorkChain.exit_codes.ERROR_ATOMS_TOO_CLOSE.status
     assert len(called_md(node)) == 2
+
+
+def _segment(steps, value):
+    trajectory = orm.TrajectoryData()
+    positions = np.full((len(steps), 1, 3), value, dtype=float)
+    trajectory.set_trajectory(symbols=['Cu'], positions=positions, stepids=np.array(steps),
+                              cells=np.repeat(np.eye(3)[None] * 3.6, len(steps), axis=0),
+                              times=np.array(steps) * 0.002)
+    thermo = orm.ArrayData()
+    thermo.set_array('step', np.array(steps, dtype=float))
+    for name in ('temperature_K', 'volume_A3', 'pressure_GPa'):
+        thermo.set_array(name, np.full(len(steps), value))
+    return trajectory, thermo
+
+
+def test_join_drops_what_a_killed_segment_recorded_after_its_checkpoint(aiida_profile):
+    """Segment 0 was killed after recording step 30, but its last checkpoint is at step 20; segment 1 continued from
+    20 and recorded 30 and 40 again: the join keeps steps 0–20 of segment 0 and all of segment 1."""
+    from aiida_sseff.workflows.md import join_md_segments
+
+    trajectory_0, thermo_0 = _segment([0, 10, 20, 30], 1.0)
+    trajectory_1, thermo_1 = _segment([30, 40], 2.0)
+    results_0 = orm.Dict({'killed': True, 'step': 20, 'wall_time_s': 5.0, 'equilibrated_volume_A3': None})
+    results_1 = orm.Dict({'restart_step': 20, 'step': 40, 'n_steps': 40, 'wall_time_s': 3.0})
+    joined = join_md_segments(trajectory_00=trajectory_0, thermo_00=thermo_0, results_00=results_0,
+                              trajectory_01=trajectory_1, thermo_01=thermo_1, results_01=results_1)
+    assert joined['trajectory'].get_stepids().tolist() == [0, 10, 20, 30, 40]
+    assert joined['trajectory'].get_array('positions')[:, 0, 0].tolist() == [1.0, 1.0, 1.0, 2.0, 2.0]
+    assert joined['thermo'].get_array('step').tolist() == [0, 10, 20, 30, 40]
+    summary = joined['results'].get_dict()
+    assert summary['n_segments'] == 2 and summary['wall_time_s'] == 8.0 and 'restart_step' not in summary
+    assert summary['mean_temperature_K'] == pytest.approx((3 * 1.0 + 2 * 2.0) / 5)
