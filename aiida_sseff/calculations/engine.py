@@ -192,8 +192,8 @@ class EngineMdCalculation(EngineCalculation):
         spec.exit_code(400, 'ERROR_MD_UNSTABLE', message='The MD run became unstable: {message}')
         spec.exit_code(401, 'ERROR_ATOMS_TOO_CLOSE', message='Atoms came too close: {message}')
         spec.exit_code(403, 'ERROR_OUT_OF_WALLTIME',
-                       message='The run stopped for its wall time at production step {step} of {n_steps}; the '
-                               'trajectory so far and a checkpoint to continue from are in the outputs.')
+                       message='The run stopped for its wall time at {where}; the trajectory so far and a '
+                               'checkpoint to continue from are in the outputs.')
 
     @staticmethod
     def _validate_parameters(value, _):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 import traceback
 from pathlib import Path
 
@@ -30,7 +31,7 @@ RETURN_CODES = {
 }
 
 
-def _run_md(config: dict, directory: Path) -> dict:
+def _run_md(config: dict, directory: Path, started: float) -> dict:
     from ase.io import read
 
     from aiida_sseff.engines.calculators import check_elements, make_calculator
@@ -44,9 +45,10 @@ def _run_md(config: dict, directory: Path) -> dict:
     wall_time_s = config.get('wall_time_s')
     if wall_time_s is not None and not float(wall_time_s) >= 0:
         raise MdParameterError(f'wall_time_s must be a non-negative number of seconds, got {wall_time_s}')
+    if wall_time_s is not None:  # the budget counts from the program's start: loading a model takes time too
+        wall_time_s = max(0.0, float(wall_time_s) - (time.perf_counter() - started))
     return run_md(atoms, calculator, parameters, directory,
-                  checkpoint=directory / checkpoint if checkpoint else None,
-                  wall_time_s=None if wall_time_s is None else float(wall_time_s))
+                  checkpoint=directory / checkpoint if checkpoint else None, wall_time_s=wall_time_s)
 
 
 def _run_label(config: dict, directory: Path) -> dict:
@@ -73,6 +75,7 @@ def _run_label(config: dict, directory: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    started = time.perf_counter()
     parser = argparse.ArgumentParser(prog='aiida-sseff-engine', description=__doc__.split('\n\n')[0])
     parser.add_argument('task', choices=('md', 'label'))
     parser.add_argument('--input', default='engine.json', help='engine input (JSON)')
@@ -88,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         from aiida_sseff.engines.calculators import validate_spec
 
         config['calculator'] = validate_spec(config.get('calculator', {}))
-        report = _run_md(config, directory) if args.task == 'md' else _run_label(config, directory)
+        report = _run_md(config, directory, started) if args.task == 'md' else _run_label(config, directory)
     except (CalculatorSpecError, MdParameterError, FileNotFoundError, json.JSONDecodeError) as exception:
         report = {'status': 'invalid_input', 'message': str(exception)}
     except UnknownElementError as exception:

@@ -66,8 +66,11 @@ class EngineMdParser(_EngineParser):
             return exit_code
         if report.get('status') == 'out_of_walltime':
             exit_code = self._parse_outputs(report)
-            return exit_code or self.exit_codes.ERROR_OUT_OF_WALLTIME.format(step=report.get('step'),
-                                                                              n_steps=report.get('n_steps'))
+            if report.get('phase') == 'equilibration':
+                where = f"equilibration step {report.get('equilibration_step')} of {report.get('n_equilibration_steps')}"
+            else:
+                where = f"production step {report.get('step')} of {report.get('n_steps')}"
+            return exit_code or self.exit_codes.ERROR_OUT_OF_WALLTIME.format(where=where)
         exit_code = self._status_exit_code(report)
         if exit_code:
             return exit_code
