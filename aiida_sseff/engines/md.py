@@ -377,9 +377,9 @@ def check_restart_compatible(checkpoint: dict, numbers, p: dict, path) -> None:
         raise CheckpointError(f'the checkpoint {path} holds {len(checkpoint["numbers"])} atoms of other elements or '
                               f'in another order than the structure ({len(numbers)} atoms)')
     state = checkpoint['state']
-    if state['phase'] == 'production' and state['step'] > p['n_steps']:
-        raise CheckpointError(f'the checkpoint {path} is at production step {state["step"]}, beyond n_steps = '
-                              f'{p["n_steps"]}')
+    if state['phase'] == 'production' and state['step'] >= p['n_steps']:
+        raise CheckpointError(f'the checkpoint {path} is at production step {state["step"]}, n_steps = '
+                              f'{p["n_steps"]} leaves nothing to run: give a larger n_steps to extend the run')
 
 
 def run_md(atoms: Atoms, calculator, parameters: dict, directory: str | Path = '.', checkpoint: str | Path | None = None,

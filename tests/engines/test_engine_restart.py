@@ -138,6 +138,8 @@ def test_restart_refuses_another_run(tmp_path):
     other[0].symbol = 'Ni'
     with pytest.raises(CheckpointError, match='other elements'):
         run_md(other, EMT(), parameters, tmp_path, checkpoint=checkpoint)
+    with pytest.raises(CheckpointError, match='leaves nothing to run'):
+        run_md(copper(), EMT(), {**parameters, 'n_steps': 20}, tmp_path, checkpoint=checkpoint)
     # the run length may change: extend it
     summary = run_md(copper(), EMT(), {**parameters, 'n_steps': 60}, tmp_path / 'first', checkpoint=checkpoint)
     assert summary['status'] == 'ok' and summary['step'] == 60
