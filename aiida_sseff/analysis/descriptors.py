@@ -41,7 +41,9 @@ from ase.data import atomic_numbers
 from ase.neighborlist import neighbor_list
 
 __all__ = (
+    'check_species_covered',
     'nep_descriptors',
+    'nep_model_types',
     'rdf_descriptors',
     'structure_descriptors',
     'untrained_nep_descriptors',
@@ -110,6 +112,35 @@ def _reduce(per_atom: np.ndarray, symbols: np.ndarray, types: Sequence[str], per
     return per_atom.mean(axis=0)
 
 
+def nep_model_types(model_path) -> tuple[str, ...]:
+    """The species of the NEP model file ``model_path``, read by calorine; a ValueError naming the file otherwise.
+
+    calorine's own messages (``Unknown field: 1`` for a file of numbers) do not say which file or what was expected:
+    this check does, before any descriptor is computed.
+    """
+    from calorine.nep import read_model
+
+    path = Path(model_path)
+    expected = ("expected a NEP model (nep.txt written by GPUMD's nep or neppo, whose first line is like "
+                "`nep4 3 Li La O`)")
+    if not path.is_file():
+        raise ValueError(f'NEP model file `{path}` does not exist' if not path.exists() else
+                         f'NEP model `{path}` is not a file; {expected}')
+    try:
+        with path.open(encoding='utf-8') as handle:
+            first = handle.readline().strip()
+    except (OSError, UnicodeDecodeError) as exception:
+        raise ValueError(f'cannot read `{path}` ({exception}); {expected}') from exception
+    if not first.split() or not first.split()[0].lower().startswith('nep'):
+        raise ValueError(f'`{path}` is not a NEP model: its first line is `{first[:60]}`; {expected}')
+    try:
+        model = read_model(str(path))
+    except Exception as exception:  # calorine raises ValueError/IndexError/OSError depending on where the file breaks
+        raise ValueError(f'`{path}` is not a readable NEP model ({type(exception).__name__}: {exception}); '
+                         f'{expected}') from exception
+    return tuple(model.types)
+
+
 def nep_descriptors(structures, model_path, per_species: bool = False, species: str | None = None) -> np.ndarray:
     """Per-structure mean of the per-atom descriptors of a NEP model.
 
@@ -122,13 +153,9 @@ def nep_descriptors(structures, model_path, per_species: bool = False, species: 
         model's descriptor length (radial + angular), components as calorine returns them (scaled by ``q_scaler``).
     :raises ValueError: missing model file, species not covered by the model, bad options, empty input.
     """
-    from calorine.nep import read_model
-
     model_path = Path(model_path)
-    if not model_path.is_file():
-        raise ValueError(f'NEP model file {model_path} does not exist')
+    types = nep_model_types(model_path)
     structures = _as_structures(structures)
-    types = tuple(read_model(str(model_path)).types)
     _check_species_options(types, per_species, species)
     check_species_covered(structures, types, f'the model {model_path}')
     vectors = []

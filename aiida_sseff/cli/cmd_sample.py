@@ -7,14 +7,9 @@ from pathlib import Path
 
 import click
 
-from aiida_sseff.cli import cmd_root
+from aiida_sseff.cli.root import cmd_sample
 
 DESCRIPTOR_CHOICES = {'untrained-nep': 'untrained_nep', 'rdf': 'rdf'}
-
-
-@cmd_root.group('sample')
-def cmd_sample():
-    """Select structures by farthest-point sampling (files in, files out; no profile needed)."""
 
 
 def _read(path: str, what: str) -> list:
@@ -86,7 +81,7 @@ def cmd_fps(structures, model, descriptor, seed_set, per_species, species, as_js
     aiida-sseff sample fps candidates.xyz --model nep.txt -n 100 --seed-set train.xyz -o selected.xyz
     aiida-sseff sample fps candidates.xyz --descriptor untrained-nep --per-species --min-distance 0.05 -o sel.xyz
     """
-    from aiida_sseff.workflows.sampling import json_distances, select_by_fps
+    from aiida_sseff.analysis.sampling import json_distances, select_by_fps
 
     if (n_select is None) == (min_distance is None):
         raise click.UsageError('give exactly one of -n/--n-select and --min-distance')
@@ -130,7 +125,7 @@ def cmd_series(structures, model, descriptor, seed_set, per_species, species, as
     \b
     aiida-sseff sample series train.xyz --descriptor untrained-nep --levels 7 -o series/
     """
-    from aiida_sseff.workflows.sampling import series_by_fps
+    from aiida_sseff.analysis.sampling import series_by_fps
 
     options = _descriptor_options(model, descriptor, per_species, species)
     dataset = _read(structures, 'structure file')

@@ -9,8 +9,7 @@ from pathlib import Path
 import click
 from aiida.cmdline.params import arguments
 
-from aiida_sseff.cli.cmd_analyze import cmd_analyze, cmd_plot
-from aiida_sseff.cli.cmd_show import cmd_show
+from aiida_sseff.cli.root import cmd_analyze, cmd_plot, cmd_show
 
 _COLUMNS = (('energy_mev_per_atom', 'energy (meV/atom)'), ('force_mev_per_angstrom', 'force (meV/Å)'),
             ('virial_mev_per_atom', 'virial (meV/atom)'))
@@ -21,7 +20,7 @@ def _format(value) -> str:
 
 
 def summary_table(summary: dict) -> str:
-    """Text table of :func:`aiida_sseff.parsers.nep.training_summary`: train/test rows, loss.out vs recomputed."""
+    """Text table of :func:`aiida_sseff.io.nep.training_summary`: train/test rows, loss.out vs recomputed."""
     lines = [f'{"set":<6} {"source":<11}' + ''.join(f'{title:>20}' for _, title in _COLUMNS)]
     for label in ('train', 'test'):
         for source, key in (('loss.out', 'loss_out'), ('recomputed', 'recomputed')):
@@ -39,36 +38,6 @@ def summary_table(summary: dict) -> str:
 # --------------------------------------------------------------------------------------------- run directories
 
 
-def analyse_directory(directory: Path, program: str = 'auto') -> tuple[dict, dict]:
-    """Read a nep/neppo run directory; returns (summary of training_summary, raw outputs of
-    read_training_directory). ``program`` 'auto': neppo when nep_best.txt is present, else nep."""
-    from aiida_sseff.io.extxyz import read_train_xyz
-    from aiida_sseff.io.nep import read_nep_in, read_training_directory
-    from aiida_sseff.parsers.nep import rows_follow_input_order, training_summary
-
-    outputs = read_training_directory(directory)
-    if program == 'auto':
-        program = 'neppo' if (directory / 'nep_best.txt').is_file() else 'nep'
-    settings = {}
-    if (directory / 'nep.in').is_file():
-        try:
-            settings = read_nep_in(directory / 'nep.in')
-        except ValueError:
-            settings = {}
-    volume_per_atom, n_structures = {}, {}
-    for label in ('train', 'test'):
-        path = directory / f'{label}.xyz'
-        if outputs[label] and 'virial' not in outputs[label] and path.is_file():
-            frames = read_train_xyz(path)
-            volume_per_atom[label] = [atoms.get_volume() / len(atoms) for atoms in frames]
-            n_structures[label] = len(frames)
-    default_batch = 32 if program == 'neppo' else 1000
-    in_order = rows_follow_input_order(program, int(settings.get('batch', default_batch)), n_structures.get('train'))
-    summary = training_summary(outputs, program, volume_per_atom, rows_in_order=in_order)
-    summary['directory'] = str(directory)
-    return summary, outputs
-
-
 def _parity_sets(outputs: dict) -> dict:
     return {label: {q: tuple(t) for q, t in outputs[label].items()} for label in ('train', 'test') if outputs[label]}
 
@@ -83,8 +52,10 @@ def _parity_sets(outputs: dict) -> dict:
 def cmd_analyze_nep_training(directory, program, as_json, plot_file):
     """Final train/test RMSEs of a nep/neppo run DIRECTORY, as reported in loss.out and recomputed from
     *_train.out/*_test.out (energy meV/atom, force meV/Å, virial meV/atom)."""
+    from aiida_sseff.io.nep import summarise_training_directory
+
     try:
-        summary, outputs = analyse_directory(directory, program)
+        summary, outputs = summarise_training_directory(directory, program)
     except (FileNotFoundError, ValueError) as exception:
         raise click.ClickException(str(exception)) from exception
     if plot_file is not None:

@@ -12,8 +12,7 @@ import click
 import numpy as np
 from aiida.cmdline.params import arguments
 
-from aiida_sseff.cli.cmd_analyze import cmd_analyze, cmd_plot
-from aiida_sseff.cli.cmd_show import cmd_show
+from aiida_sseff.cli.root import cmd_analyze, cmd_plot, cmd_show
 
 _T_FOLDER = re.compile(r'^(\d+(?:\.\d+)?)K$')
 

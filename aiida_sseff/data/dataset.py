@@ -157,16 +157,9 @@ class LabelledDataset(orm.Data):
         return subset_dataset(self, orm.List(list(map(int, indices))))
 
     def merge(self, *others: LabelledDataset) -> LabelledDataset:
-        """This set followed by ``others``, through a calcfunction."""
-        return merge_datasets(self, *others)
-
-
-def _concatenate(datasets: Sequence[LabelledDataset]) -> LabelledDataset:
-    structures: list[Atoms] = []
-    for dataset in datasets:
-        structures.extend(dataset.get_ase())
-    require_labels = all(dataset.has_labels for dataset in datasets)
-    return LabelledDataset(structures, require_labels=require_labels)
+        """This set followed by ``others``, labels kept, through the calcfunction :func:`merge_datasets`."""
+        parts = (self, *others)
+        return merge_datasets(**{f'part_{index:03d}': dataset for index, dataset in enumerate(parts)})
 
 
 @calcfunction
@@ -183,8 +176,19 @@ def subset_dataset(dataset: LabelledDataset, indices: orm.List) -> LabelledDatas
 
 
 @calcfunction
-def merge_datasets(*datasets: LabelledDataset) -> LabelledDataset:
-    """Concatenate datasets in the order given."""
+def merge_datasets(drop_labels: orm.Bool | None = None, **datasets: LabelledDataset) -> LabelledDataset:
+    """The structures of all ``datasets``, in the sorted order of their link labels.
+
+    The one merge of datasets (:func:`aiida_sseff.analysis.sampling.merge_structures` does the work):
+    :meth:`LabelledDataset.merge` passes ``part_000``, ``part_001``, ... and keeps the labels; the sampling work
+    chain passes its sources (``md_T00600K``, ``rattles``, ...) with ``drop_labels`` True, which makes candidates
+    (labels removed, ``info['candidate_source']`` = link label).
+    """
+    from aiida_sseff.analysis.sampling import merge_structures
+
     if not datasets:
-        raise DatasetValidationError('nothing to merge')
-    return _concatenate(datasets)
+        raise DatasetValidationError('nothing to merge: give at least one dataset')
+    drop = bool(drop_labels.value) if drop_labels is not None else False
+    structures = merge_structures({key: dataset.get_ase() for key, dataset in datasets.items()}, drop_labels=drop)
+    require_labels = not drop and all(dataset.has_labels for dataset in datasets.values())
+    return LabelledDataset(structures, require_labels=require_labels)
