@@ -44,8 +44,11 @@ def _descriptor_options(model: str | None, descriptor: str | None, per_species: 
 def _write(path: Path, structures: list) -> None:
     from ase.io import write
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write(str(path), structures, format='extxyz')
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write(str(path), structures, format='extxyz')
+    except OSError as exception:
+        raise click.ClickException(f'cannot write the selected structures to `{path}`: {exception}') from exception
 
 
 def descriptor_options(function):
@@ -70,8 +73,8 @@ def descriptor_options(function):
 @cmd_sample.command('fps')
 @click.argument('structures', type=click.Path(dir_okay=False))
 @descriptor_options
-@click.option('-n', '--n-select', type=int, default=None, help='Number of structures to select.')
-@click.option('--min-distance', type=float, default=None,
+@click.option('-n', '--n-select', type=click.IntRange(min=1), default=None, help='Number of structures to select.')
+@click.option('--min-distance', type=click.FloatRange(min=0.0), default=None,
               help='Alternatively: select while the farthest structure is at least this far (descriptor units).')
 @click.option('-o', '--output', type=click.Path(dir_okay=False), required=True, help='Selected structures (extxyz).')
 def cmd_fps(structures, model, descriptor, seed_set, per_species, species, as_json, n_select, min_distance, output):
@@ -89,7 +92,8 @@ def cmd_fps(structures, model, descriptor, seed_set, per_species, species, as_js
     candidates = _read(structures, 'structure file')
     seeds = _read(seed_set, 'seed set') if seed_set else None
     if n_select is not None and not 1 <= n_select <= len(candidates):
-        raise click.ClickException(f'cannot select {n_select} of the {len(candidates)} structures in `{structures}`')
+        raise click.ClickException(f'cannot select {n_select} of the {len(candidates)} structures in `{structures}` '
+                                   f'(expected -n between 1 and {len(candidates)})')
     try:
         result, info = select_by_fps(candidates, n_select=n_select, min_distance=min_distance,
                                          seed_structures=seeds, names=(f'`{structures}`', f'`{seed_set}`'), **options)

@@ -1,6 +1,5 @@
 """Tests of aiida_sseff.analysis.descriptors (NEP via calorine, untrained NEP, smooth RDF)."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,20 +14,16 @@ from aiida_sseff.analysis.descriptors import (
 )
 from aiida_sseff.analysis.fps import farthest_point_sampling
 
-REFERENCE = Path(__file__).resolve().parents[2] / '..' / 'shared' / 'reference'
-LLZO_MODEL = REFERENCE / 'llzo' / 'nep25_zbl.txt'
-LLZO_TRAIN = REFERENCE / 'llzo' / 'nep_training' / 'train.xyz'
 ELEMENTS = ('Li', 'F')
 
 
 @pytest.fixture(scope='module')
-def llzo():
-    """The trained LLZO NEP model and four of its DFT training structures (skip where the reference is absent)."""
-    if not (LLZO_MODEL.is_file() and LLZO_TRAIN.is_file()):
-        pytest.skip(f'real GPUMD reference data not found at {REFERENCE.resolve()} (shared/reference beside the repo)')
+def llzo(reference_dir):
+    """The trained LLZO NEP model and four of its DFT training structures (skipped with reference_dir)."""
     from ase.io import read
 
-    return str(LLZO_MODEL), read(LLZO_TRAIN, index=':4')
+    return str(reference_dir / 'llzo' / 'nep25_zbl.txt'), read(reference_dir / 'llzo' / 'nep_training' / 'train.xyz',
+                                                               index=':4')
 
 
 def lif(seed, rattle=0.05):

@@ -17,17 +17,13 @@ from click.testing import CliRunner
 
 from aiida_sseff.cli import cmd_root
 
-REFERENCE = Path(__file__).resolve().parents[2] / '..' / 'shared' / 'reference'
-NEP_TRAINING = REFERENCE / 'llzo' / 'nep_training'
 PNG_MAGIC = b'\x89PNG'
 
 
 @pytest.fixture(scope='module')
-def nep_training():
-    if not (NEP_TRAINING / 'loss.out').is_file():
-        pytest.skip(f'real GPUMD nep training outputs not found at {NEP_TRAINING} (shared/reference beside the '
-                    'repository)')
-    return NEP_TRAINING
+def nep_training(reference_dir):
+    """The real GPUMD `nep` run on 25 LLZO structures (shared/reference/llzo/README.md; skipped with reference_dir)."""
+    return reference_dir / 'llzo' / 'nep_training'
 
 
 def invoke(args):

@@ -27,18 +27,14 @@ from aiida_sseff.io.nep import (
     write_nep_in,
 )
 
-REFERENCE = Path(__file__).resolve().parents[2] / '..' / 'shared' / 'reference'
-NEP_TRAINING = REFERENCE / 'llzo' / 'nep_training'
 LLZO = ('Li', 'La', 'Zr', 'O')
 EV_PER_A3_TO_GPA = 160.21766208  # 1 eV/Å³ in GPa (GPUMD's PRESSURE_UNIT_CONVERSION)
 
 
 @pytest.fixture
-def nep_training() -> Path:
-    """The real GPUMD `nep` run on 25 LLZO structures (see shared/reference/llzo/README.md)."""
-    if not NEP_TRAINING.is_dir():
-        pytest.skip(f'reference data absent: {NEP_TRAINING} (shared/reference beside the repository)')
-    return NEP_TRAINING
+def nep_training(reference_dir) -> Path:
+    """The real GPUMD `nep` run on 25 LLZO structures (shared/reference/llzo/README.md; skipped with reference_dir)."""
+    return reference_dir / 'llzo' / 'nep_training'
 
 
 # ------------------------------------------------------------------------------------------- real GPUMD output
@@ -288,13 +284,13 @@ def _synthetic_structures(n: int = 5):
     return structures, ('Cu', 'Al'), (5.0, 4.0)
 
 
-def _reference_structures(n: int = 5):
-    return read_train_xyz(NEP_TRAINING / 'train.xyz')[:n], LLZO, (5.0, 4.0)
+def _reference_structures(nep_training: Path, n: int = 5):
+    return read_train_xyz(nep_training / 'train.xyz')[:n], LLZO, (5.0, 4.0)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize('source', ['synthetic', 'reference'])
-def test_neppo_training_agrees_with_cpunep(tmp_path, source):
+def test_neppo_training_agrees_with_cpunep(tmp_path, source, request):
     """Train a tiny NEP with `neppo train --device cpu` (AdamW, 60 steps) and evaluate the written nep.txt with
     calorine's CPUNEP (nep_cpu, C++): two independent implementations must agree on the final training RMSE.
 
@@ -305,9 +301,7 @@ def test_neppo_training_agrees_with_cpunep(tmp_path, source):
     from calorine.calculators import CPUNEP
 
     if source == 'reference':
-        if not NEP_TRAINING.is_dir():
-            pytest.skip(f'reference data absent: {NEP_TRAINING}')
-        structures, elements, cutoff = _reference_structures()
+        structures, elements, cutoff = _reference_structures(request.getfixturevalue('nep_training'))
     else:
         structures, elements, cutoff = _synthetic_structures()
     executable = shutil.which('neppo') or str(Path(sys.executable).parent / 'neppo')

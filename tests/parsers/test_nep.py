@@ -15,8 +15,6 @@ from aiida.plugins import CalculationFactory, ParserFactory
 NepTrainCalculation = CalculationFactory('sseff.nep.train')
 NepTrainParser = ParserFactory('sseff.nep.train')
 
-REFERENCE = Path(__file__).resolve().parents[2] / '..' / 'shared' / 'reference'
-NEP_TRAINING = REFERENCE / 'llzo' / 'nep_training'
 OUTPUT_FILES = ('nep.txt', 'loss.out', 'energy_train.out', 'force_train.out', 'stress_train.out')
 
 # the reference nep.in (type 4 Li La Zr O, version 4, cutoff 6 4, zbl 1.8, neuron 30, batch 200, population 50,
@@ -26,11 +24,9 @@ REFERENCE_PARAMETERS = {'cutoff': [6, 4], 'zbl': 1.8, 'neuron': 30, 'batch': 200
 
 
 @pytest.fixture(scope='module')
-def nep_training():
-    if not (NEP_TRAINING / 'loss.out').is_file():
-        pytest.skip(f'real GPUMD nep training outputs not found at {NEP_TRAINING} (shared/reference beside the '
-                    'repository)')
-    return NEP_TRAINING
+def nep_training(reference_dir):
+    """The real GPUMD `nep` run on 25 LLZO structures (shared/reference/llzo/README.md; skipped with reference_dir)."""
+    return reference_dir / 'llzo' / 'nep_training'
 
 
 @pytest.fixture(scope='module')
