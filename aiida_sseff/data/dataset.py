@@ -58,11 +58,24 @@ class LabelledDataset(orm.Data):
     def from_file(cls, path: str | Path, require_labels: bool = True, format: str | None = None) -> LabelledDataset:
         """Read any file ASE reads (extxyz, OUTCAR, vasprun.xml, ...) with all its frames."""
         from ase.io import read
+        from ase.io.formats import UnknownFileTypeError
 
+        path = Path(path)
+        if not path.exists():
+            raise DatasetValidationError(f'structure file `{path}` does not exist')
+        if path.is_dir():
+            raise DatasetValidationError(f'`{path}` is a directory; expected a structure file that ASE reads '
+                                         '(extxyz, OUTCAR, vasprun.xml, ...)')
         try:
             structures = read(str(path), index=':', format=format)
+        except UnknownFileTypeError as exception:
+            raise DatasetValidationError(
+                f'cannot read `{path}`: ASE does not recognise its format ({exception}); expected a structure file '
+                'that ASE reads (extxyz, OUTCAR, vasprun.xml, ...), or name the format') from exception
         except Exception as exception:  # ASE raises many types; the user needs the file name and the reason
             raise DatasetValidationError(f'cannot read `{path}`: {exception}') from exception
+        if not structures:
+            raise DatasetValidationError(f'`{path}` holds no structure')
         return cls(structures, require_labels=require_labels)
 
     @classmethod
