@@ -6,6 +6,10 @@ commands register on them.
 
 from __future__ import annotations
 
+# first, so that ``aiida_sseff.cli.cmd_root`` exists before any command module is imported
+from aiida_sseff.cli.root import cmd_root
+
+# isort: split
 from aiida_sseff.cli import (  # noqa: F401  (imported for their commands)
     cmd_launch,
     cmd_sample,
@@ -14,6 +18,5 @@ from aiida_sseff.cli import (  # noqa: F401  (imported for their commands)
     cmd_training,
     cmd_transport,
 )
-from aiida_sseff.cli.root import cmd_root
 
 __all__ = ('cmd_root',)

@@ -57,8 +57,9 @@ def descriptor_options(function):
         click.option('--model', type=click.Path(dir_okay=False), default=None,
                      help='A trained NEP model (nep.txt): distances in its descriptor space (calorine).'),
         click.option('--descriptor', type=click.Choice(sorted(DESCRIPTOR_CHOICES)), default=None,
-                     help='A descriptor that needs no trained model: untrained-nep (random NEP coefficients, '
-                          'scaled over this batch) or rdf (smooth pair-distance histograms).'),
+                     help='A descriptor that needs no trained model: untrained-nep (the NEP descriptor with fixed '
+                          'random coefficients c_nk, scaled over this batch; see docs/user/sampling.md) or rdf '
+                          '(smooth pair-distance histograms).'),
         click.option('--seed-set', type=click.Path(dir_okay=False), default=None,
                      help='An existing training set (extxyz): the selection moves away from it.'),
         click.option('--per-species', is_flag=True, help='NEP descriptors: per-species means, concatenated.'),

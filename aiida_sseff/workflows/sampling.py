@@ -260,7 +260,8 @@ def _selection_ports(spec, namespace: str = '') -> None:
     """The descriptor inputs shared by both work chains, in ``namespace`` (top level when empty)."""
     prefix = f'{namespace}.' if namespace else ''
     spec.input(f'{prefix}descriptor', valid_type=orm.Str, required=False,
-               help="'untrained_nep' (default without a model), 'rdf', or 'nep' (default with `model`).")
+               help="'untrained_nep' (default without a model: NEP descriptor with fixed random c_nk), 'rdf', or "
+                    "'nep' (default with `model`).")
     spec.input(f'{prefix}model', valid_type=NepModel, required=False,
                help='A trained NEP model: its descriptors (calorine) define the distances.')
     spec.input(f'{prefix}per_species', valid_type=orm.Bool, required=False,
