@@ -38,6 +38,17 @@ def summary_table(summary: dict) -> str:
 # --------------------------------------------------------------------------------------------- run directories
 
 
+def _plot_training(generation, columns, parity, path: Path, title: str) -> None:
+    """:func:`aiida_sseff.plots.training.plot_training`, with a message naming ``path`` when it cannot be written."""
+    from aiida_sseff.plots.training import plot_training
+
+    try:
+        plot_training(generation, columns, parity, path, title=title)
+    except (OSError, ValueError) as exception:  # a missing folder; matplotlib's ValueError for an unknown suffix
+        raise click.ClickException(f'cannot write the plot to `{path}` (expected a writable .png/.pdf/.svg file): '
+                                   f'{exception}') from exception
+
+
 def _parity_sets(outputs: dict) -> dict:
     return {label: {q: tuple(t) for q, t in outputs[label].items()} for label in ('train', 'test') if outputs[label]}
 
@@ -59,12 +70,10 @@ def cmd_analyze_nep_training(directory, program, as_json, plot_file):
     except (FileNotFoundError, ValueError) as exception:
         raise click.ClickException(str(exception)) from exception
     if plot_file is not None:
-        from aiida_sseff.plots.training import plot_training
-
         loss = outputs['loss']
         columns = {c: loss[c].to_numpy() for c in loss.columns} if loss is not None else None
-        plot_training(loss.index.to_numpy() if loss is not None else None, columns, _parity_sets(outputs),
-                      plot_file, title=str(directory))
+        _plot_training(loss.index.to_numpy() if loss is not None else None, columns, _parity_sets(outputs),
+                       plot_file, title=str(directory))
         summary['plot'] = str(plot_file)
     if as_json:
         click.echo(json.dumps(summary, indent=2))
@@ -126,16 +135,14 @@ def _stored_parity(calcjob) -> dict:
 @click.option('--replica', default=None, help='Replica of a sseff.train.nep work chain (default: the best).')
 def cmd_plot_training(process, output, replica):
     """Loss curves and parity plots of a NEP training (CalcJob, base or replica WorkChain)."""
-    from aiida_sseff.plots.training import plot_training
-
     calcjob = training_calcjob(process, replica)
     if 'loss' not in calcjob.outputs:
         raise click.ClickException(f'<{calcjob.pk}> has no loss output (exit status {calcjob.exit_status})')
     loss = calcjob.outputs.loss
     columns = {name: loss.get_array(name) for name in loss.get_arraynames() if name != 'generation'}
     output = output or Path(f'training-{process.pk}.png')
-    plot_training(loss.get_array('generation'), columns, _stored_parity(calcjob), output,
-                  title=f'NEP training <{calcjob.pk}>')
+    _plot_training(loss.get_array('generation'), columns, _stored_parity(calcjob), output,
+                   title=f'NEP training <{calcjob.pk}>')
     click.echo(f'Plot of <{calcjob.pk}> written to {output}')
 
 

@@ -58,6 +58,16 @@ def test_analyze_refuses_a_directory_without_outputs(tmp_path):
     assert result.exit_code != 0 and 'holds no loss.out' in result.output
 
 
+def test_analyze_names_broken_files_and_unwritable_plots(tmp_path, nep_training):
+    """A file with the wrong number of columns is named with its line; a plot path that cannot be written too."""
+    (tmp_path / 'energy_train.out').write_text('1 2 3\n')
+    result = CliRunner().invoke(cmd_root, ['analyze', 'nep-training', str(tmp_path)])
+    assert result.exit_code != 0 and 'energy_train.out, line 1: 3 columns, expected 2' in result.output
+    result = CliRunner().invoke(cmd_root, ['analyze', 'nep-training', str(nep_training), '--plot',
+                                           str(tmp_path / 'missing' / 'plot.png')])
+    assert result.exit_code != 0 and 'cannot write the plot to' in result.output and 'plot.png' in result.output
+
+
 @pytest.mark.reference
 def test_show_and_plot_stored_calcjob(aiida_profile, calc_job_node_factory, nep_training, tmp_path):
     """A finished sseff.nep.train node whose outputs the parser made from the real GPUMD files."""
