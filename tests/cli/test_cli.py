@@ -77,3 +77,20 @@ def test_launch_refuses_missing_structure_file(aiida_profile, tmp_path):
     result = CliRunner().invoke(cmd_root, ['launch', 'pipeline', str(tmp_path / 'nothing.cif'), '--no-daemon'])
     assert result.exit_code != 0
     assert 'no file' in result.output
+
+
+def test_model_import_of_a_torch_file_is_weights_only(aiida_profile, tmp_path):
+    import torch
+
+    state = {'r_max': torch.tensor(4.5), 'num_interactions': torch.tensor(1), 'atomic_numbers': torch.tensor([11, 17])}
+    torch.save(state, tmp_path / 'safe.model')
+    result = invoke(data_sseff, ['model', 'import', '--kind', 'mace', str(tmp_path / 'safe.model')])
+    assert result.exit_code == 0, result.output
+    assert '(Na Cl)' in result.output
+
+    torch.save({'f': print}, tmp_path / 'unsafe.model')  # a function: a weights-only load never calls one
+    result = CliRunner().invoke(data_sseff, ['model', 'import', '--kind', 'mace', str(tmp_path / 'unsafe.model')])
+    assert result.exit_code != 0 and 'asks for builtins.print' in result.output and '--allow-pickle' in result.output
+    result = CliRunner().invoke(data_sseff, ['model', 'import', '--kind', 'nep', '--allow-pickle',
+                                             str(tmp_path / 'unsafe.model')])
+    assert result.exit_code != 0 and 'MACE/torch files only' in result.output
