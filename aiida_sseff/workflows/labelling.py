@@ -45,7 +45,7 @@ except ImportError:  # pragma: no cover - exercised only where aiida-vasp is not
     VaspWorkChain = None
 
 __all__ = ['LABELLERS', 'Cp2kBaseWorkChain', 'LabellingWorkChain', 'batch_structures', 'collect_batches',
-           'collect_single_points', 'extract_structures']
+           'collect_single_points', 'extract_structures', 'labeller_problem']
 
 LABELLERS = ('cp2k', 'vasp', 'surrogate')
 
@@ -260,9 +260,28 @@ def _selected_indices(inputs) -> list[int]:
     return list(range(n_structures))
 
 
-def _validate_inputs(inputs, port_namespace):  # noqa: PLR0911, PLR0912 - one sentence per bad input
+def labeller_problem(inputs, elements) -> str | None:
+    """What is wrong with the labeller's inputs (its name, k-points, batch size, its namespace) for structures of
+    ``elements``, or None. Also used by WorkChains that expose this one before they have the structures."""
+    labeller = inputs['labeller'].value
+    if labeller not in LABELLERS:
+        return f'labeller `{labeller}` unknown; choose one of {", ".join(LABELLERS)}'
+    spacing = inputs['kpoints_spacing'].value if 'kpoints_spacing' in inputs else None
+    if spacing is not None and not spacing > 0:
+        return f'kpoints_spacing must be > 0 Å⁻¹ (leave it out for Γ only), got {spacing}'
+    if inputs['batch_size'].value < 1:
+        return f"batch_size must be at least 1, got {inputs['batch_size'].value}"
+    namespace = inputs.get(labeller, {})
+    if labeller == 'cp2k':
+        return _cp2k_problem(namespace, elements)
+    if labeller == 'vasp':
+        return _vasp_problem(namespace, elements)
+    return _surrogate_problem(namespace, elements)
+
+
+def _validate_inputs(inputs, port_namespace):  # noqa: PLR0911 - one sentence per bad input
     if 'structures' not in port_namespace:
-        # exposed in another WorkChain without `structures`: the labelling itself validates when it is launched
+        # exposed in another WorkChain without `structures`: that one checks `labeller_problem` with the elements
         return None
     labeller = inputs['labeller'].value
     if labeller not in LABELLERS:
@@ -277,11 +296,6 @@ def _validate_inputs(inputs, port_namespace):  # noqa: PLR0911, PLR0912 - one se
         return f'indices {bad[:10]} out of range for a dataset of {n_structures} structures'
     if len(set(selected)) != len(selected):
         return 'the selection holds the same structure twice'
-    spacing = inputs['kpoints_spacing'].value if 'kpoints_spacing' in inputs else None
-    if spacing is not None and not spacing > 0:
-        return f'kpoints_spacing must be > 0 Å⁻¹ (leave it out for Γ only), got {spacing}'
-    if inputs['batch_size'].value < 1:
-        return f"batch_size must be at least 1, got {inputs['batch_size'].value}"
     min_distance = inputs['min_distance'].value
     structures = dataset.get_ase()
     for index in selected:
@@ -290,13 +304,7 @@ def _validate_inputs(inputs, port_namespace):  # noqa: PLR0911, PLR0912 - one se
                                                                                                         min_distance)
         if problem:
             return f'structure {index}: {problem}'
-    elements = sorted({s for i in selected for s in structures[i].get_chemical_symbols()})
-    namespace = inputs.get(labeller, {})
-    if labeller == 'cp2k':
-        return _cp2k_problem(namespace, elements)
-    if labeller == 'vasp':
-        return _vasp_problem(namespace, elements)
-    return _surrogate_problem(namespace, elements)
+    return labeller_problem(inputs, sorted({s for i in selected for s in structures[i].get_chemical_symbols()}))
 
 
 def _overlap_problem(atoms, min_distance: float) -> str | None:

@@ -17,7 +17,7 @@ from aiida.engine import ToContext, WorkChain, if_
 
 from aiida_sseff.protocols.utils import ProtocolMixin
 from aiida_sseff.workflows.diffusion import DiffusionWorkChain
-from aiida_sseff.workflows.labelling import LabellingWorkChain
+from aiida_sseff.workflows.labelling import LabellingWorkChain, labeller_problem
 from aiida_sseff.workflows.sampling import SamplingWorkChain
 from aiida_sseff.workflows.training import NepTrainingWorkChain
 
@@ -52,6 +52,10 @@ def _validate_inputs(inputs, _):
     message = SamplingWorkChain.spec().inputs.validator({**inputs['sampling'], 'structure': structure}, None)
     if message:
         return f'sampling: {message}'
+    # the labelling stage's checks that need no structures, for the elements the candidates will hold
+    message = labeller_problem(inputs['labelling'], sorted(symbols))
+    if message:
+        return f'labelling: {message}'
     if inputs.get('diffusion') and not inputs.get('training'):
         return 'the diffusion stage needs a trained model: give the training namespace too'
     return None
@@ -170,7 +174,10 @@ class SseffPipelineWorkChain(ProtocolMixin, WorkChain):
         inputs = AttributeDict(self.exposed_inputs(SamplingWorkChain, namespace='sampling'))
         inputs.structure = self.inputs.structure
         inputs.metadata = {'call_link_label': 'sampling'}
-        node = self.submit(SamplingWorkChain, **inputs)
+        try:
+            node = self.submit(SamplingWorkChain, **inputs)
+        except ValueError as exception:  # the stage's own validator refused its inputs
+            return self.exit_codes.ERROR_SAMPLING_FAILED.format(message=f'invalid sampling inputs: {exception}')
         self.report(f'submitted sampling <{node.pk}>')
         return ToContext(sampling=node)
 
@@ -186,7 +193,10 @@ class SseffPipelineWorkChain(ProtocolMixin, WorkChain):
         inputs = AttributeDict(self.exposed_inputs(LabellingWorkChain, namespace='labelling'))
         inputs.structures = self.ctx.sampling.outputs.selected
         inputs.metadata = {'call_link_label': 'labelling'}
-        node = self.submit(LabellingWorkChain, **inputs)
+        try:
+            node = self.submit(LabellingWorkChain, **inputs)
+        except ValueError as exception:  # the stage's own validator refused its inputs (with the structures)
+            return self.exit_codes.ERROR_LABELLING_FAILED.format(message=f'invalid labelling inputs: {exception}')
         self.report(f'submitted labelling ({inputs.labeller.value}) of {inputs.structures.n_structures} structures '
                     f'<{node.pk}>')
         return ToContext(labelling=node)

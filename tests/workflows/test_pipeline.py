@@ -188,28 +188,6 @@ def test_every_labeller_is_reachable(aiida_profile, engine_code, aiida_code_inst
     assert 'potential_family' in SseffPipelineWorkChain.spec().inputs['labelling']['vasp']
 
 
-def test_selection_is_fps_and_spreads_over_temperatures():
-    """FPS on the candidates picks the most distinct structures first: a far outlier is always among the picks."""
-    from ase.build import bulk
-
-    from aiida_sseff.workflows.selection import select_indices
-
-    base = bulk('LiF', 'rocksalt', a=4.03, cubic=True)
-    candidates = []
-    for seed in range(12):
-        atoms = base.copy()
-        atoms.rattle(0.02, seed=seed)
-        candidates.append(atoms)
-    outlier = base.copy()
-    outlier.rattle(0.3, seed=99)
-    candidates.insert(7, outlier)
-    picks = select_indices(candidates, 3)
-    assert len(set(picks)) == 3 and 7 in picks
-    assert select_indices(candidates, 3) == picks  # deterministic
-    with pytest.raises(ValueError, match='cannot select 20 of 13'):
-        select_indices(candidates, 20)
-
-
 @pytest.mark.slow
 def test_pipeline_training_and_diffusion_stages(aiida_profile, engine_code, aiida_code_installed):
     """Sample → label → train (neppo) → diffusion of the trained model, on a tiny Li2O run; every stage succeeds.
@@ -295,3 +273,14 @@ def test_invalid_stage_inputs_give_an_exit_code_not_a_crash(aiida_profile, engin
     _, node = run_get_node(builder)
     assert node.exit_status == SseffPipelineWorkChain.exit_codes.ERROR_TRAINING_FAILED.status
     assert 'the dataset of 5 structure(s) cannot give validation and test set(s)' in node.exit_message
+
+
+def test_labeller_inputs_refused_before_anything_runs(aiida_profile, engine_code):
+    """sseff.label's checks that need no structures run with the pipeline's elements: nothing is sampled first."""
+    builder = tiny_builder(engine_code)
+    builder.labelling.labeller = orm.Str('dft')
+    with pytest.raises(ValueError, match='labelling: labeller `dft` unknown; choose one of cp2k, vasp, surrogate'):
+        run_get_node(builder)
+    builder.labelling.labeller = orm.Str('cp2k')
+    with pytest.raises(ValueError, match='labelling: labeller `cp2k` needs the inputs cp2k.cp2k.code'):
+        run_get_node(builder)
