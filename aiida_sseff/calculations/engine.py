@@ -10,6 +10,7 @@ from aiida.engine import CalcJob
 
 from aiida_sseff.data.dataset import LabelledDataset
 from aiida_sseff.data.model import MaceModel, NepModel
+from aiida_sseff.data.reference import SurrogateReference
 from aiida_sseff.engines.calculators import CalculatorSpecError, validate_spec
 from aiida_sseff.engines.md import (
     CHECKPOINT_FILENAME,
@@ -228,10 +229,20 @@ class EngineMdCalculation(EngineCalculation):
         return ['report.json', 'thermo.dat', 'trajectory.npz', 'snapshots.xyz', 'final.xyz', CHECKPOINT_FILENAME]
 
 
+def _validate_label_inputs(inputs, port_namespace):
+    message = _validate_inputs(inputs, port_namespace)
+    if message or 'reference' not in inputs:
+        return message
+    problem = inputs['reference'].matches(inputs['calculator'].get_dict(), inputs.get('model'))
+    return f'reference <{inputs["reference"].pk}>: {problem}' if problem else None
+
+
 class EngineLabelCalculation(EngineCalculation):
     """Single points (energy, forces, stress) of every structure of a ``sseff.dataset`` with one model.
 
     Structures whose calculation fails are left out of the output ``dataset`` and listed in ``results['failures']``.
+    The ``reference`` input (``sseff.reference.surrogate``) puts the model itself (package, version, weights sha256)
+    in the provenance graph, linked to every dataset it labelled; ``sseff.label`` always gives it.
     """
 
     _TASK = 'label'
@@ -240,6 +251,9 @@ class EngineLabelCalculation(EngineCalculation):
     def define(cls, spec):
         super().define(spec)
         spec.input('structures', valid_type=LabelledDataset, help='Structures to label (labels, if any, are replaced).')
+        spec.input('reference', valid_type=SurrogateReference, required=False,
+                   help='The model as a reference node (SurrogateReference.get_or_create(calculator, model)).')
+        spec.inputs.validator = _validate_label_inputs
         spec.inputs['metadata']['options']['parser_name'].default = 'sseff.engine.label'
         spec.output('dataset', valid_type=LabelledDataset, help='The labelled structures.')
         spec.exit_code(410, 'ERROR_ALL_STRUCTURES_FAILED', message='No structure could be labelled: {message}')

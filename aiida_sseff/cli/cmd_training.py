@@ -154,10 +154,11 @@ def cmd_show_training(process):
         if not process.is_finished_ok:
             click.echo(f'<{process.pk}> did not finish ok: {process.exit_status} {process.exit_message}')
         if 'replicas' in process.outputs:
-            click.echo(f'held-out errors (CPUNEP on {process.outputs.validation_dataset.n_structures} structures):')
+            click.echo(f'held-out errors (CPUNEP on the {process.outputs.test_dataset.n_structures} test-set '
+                       f'structures; the best replica was chosen on the validation set):')
             click.echo(f'{"replica":<12}' + ''.join(f'{title:>20}' for _, title in _COLUMNS))
             for label in sorted(process.outputs.replicas):
-                metrics = process.outputs.replicas[label].metrics.get_dict()
+                metrics = process.outputs.replicas[label].test_metrics.get_dict()
                 click.echo(f'{label:<12}' + ''.join(f'{_format(metrics.get(k)):>20}' for k, _ in _COLUMNS))
         if 'summary' in process.outputs:
             summary = process.outputs.summary.get_dict()
