@@ -63,7 +63,8 @@ def test_fast_protocol_llzo_cpunep(aiida_profile, engine_code, llzo_dir):
     model = NepModel(llzo_dir / 'nep25_zbl.txt')
     builder = DiffusionWorkChain.get_builder_from_protocol(engine_code, llzo_structure(), model=model,
                                                            protocol='fast')
-    assert builder.min_cell_width.value == 12.0  # 2 × the 6 Å radial cutoff; the cell is ~12.9 Å wide
+    # 2 × the 6 Å radial cutoff, applied at run time; the cell is ~12.9 Å wide
+    assert builder.min_cell_width_factor.value == 2.0 and 'min_cell_width' not in builder
     results, node = run_get_node(builder)
     assert node.is_finished_ok, node.exit_message
     assert 'structure' not in node.outputs  # no replication was needed
@@ -113,8 +114,9 @@ def quick_builder(engine_code, case, temperatures):
         builder.model = case['model']
     builder.temperatures = orm.List(temperatures)
     production = case['production_ps']
+    # no equilibration, so NVT at the input cell (an explicit choice; the default volume needs an NPT equilibration)
     builder.md = orm.Dict({'timestep_fs': 2.0, 'equilibration_ps': 0.0, 'production_ps': production,
-                           'sample_interval_fs': 1000 * production / 20})
+                           'sample_interval_fs': 1000 * production / 20, 'volume': 'input'})
     builder.engine.code = engine_code
     builder.engine.calculator = orm.Dict(case['calculator'])
     builder.engine.metadata.options = {'max_wallclock_seconds': 1800}  # partial options: resources default kept
@@ -160,6 +162,11 @@ def _inputs(engine_code, **changes):
     ({'temperatures': [1000.0, 1000.0]}, 'distinct'),
     ({'md': {'production_ps': 0.1, 'sample_interval_fs': 50.0}}, 'at least 20'),
     ({'md': {'temperature_K': 300}}, 'unknown key'),
+    ({'md': {'equilibration_ps': 0.0}}, "'equilibrated_mean' needs an NPT equilibration"),
+    ({'md': {'volume': 'nph'}}, 'md.volume must be one of'),
+    ({'analysis': {'t_start_ps': 5.0, 't_end_ps': 2.0}}, 't_start_ps < t_end_ps'),
+    ({'analysis': {'t_end_ps': 25.0}}, 'beyond the production run'),
+    ({'min_cell_width_factor': 2.0}, 'needs a model whose cutoff is known'),
     ({'analysis': {'start_fraction': 0.6}}, 'start_fraction < end_fraction'),
     ({'calculator': {'kind': 'nep'}}, 'needs a `model` input'),
     ({'gpumd': True}, 'exactly one of the namespaces'),
@@ -175,12 +182,15 @@ def test_inputs_refused(aiida_profile, engine_code, aiida_code_installed, change
         elif key == 'calculator':
             inputs['engine']['calculator'] = orm.Dict(value)
         elif key == 'gpumd':
-            inputs['gpumd'] = {'code': aiida_code_installed(default_calc_job_plugin='sseff.gpumd',
-                                                            filepath_executable='/bin/true')}
+            inputs['gpumd'] = {'gpumd': {'code': aiida_code_installed(default_calc_job_plugin='sseff.gpumd',
+                                                                      filepath_executable='/bin/true')}}
         elif key == 'temperatures':
             inputs[key] = orm.List(value)
         elif key == 'mobile_species':
             inputs[key] = orm.Str(value)
+        elif key == 'min_cell_width_factor':
+            inputs['engine']['calculator'] = orm.Dict({'kind': 'emt'})  # a calculator of unknown range
+            inputs[key] = orm.Float(value)
         else:
             inputs[key] = orm.Dict(value)
     with pytest.raises(ValueError, match=match):
@@ -193,8 +203,8 @@ def test_gpumd_needs_a_nep_model(aiida_profile, aiida_code_installed):
     code = aiida_code_installed(default_calc_job_plugin='sseff.gpumd', filepath_executable='/bin/true')
     builder = DiffusionWorkChain.get_builder_from_protocol(code, li2o(), protocol='fast',
                                                            options={'max_wallclock_seconds': 600})
-    assert 'code' in builder.gpumd and 'code' not in builder.engine
-    assert builder.gpumd.metadata.options.max_wallclock_seconds == 600
+    assert 'code' in builder.gpumd.gpumd and 'code' not in builder.engine  # GpumdBaseWorkChain's `gpumd` namespace
+    assert builder.gpumd.gpumd.metadata.options.max_wallclock_seconds == 600
     with pytest.raises(ValueError, match='needs a NEP model'):
         run(builder)
 
@@ -219,17 +229,53 @@ def test_make_supercell_calcfunction(aiida_profile):
 
 def test_md_parameters_both_engines():
     md = {'timestep_fs': 1.0, 'equilibration_ps': 2.0, 'production_ps': 100.0, 'sample_interval_fs': 100.0}
-    engine = md_parameters(md, 'engine', 900.0, 7)
-    assert engine == {'ensemble': 'nvt_bussi', 'temperature_K': 900.0, 'timestep_fs': 1.0, 'n_steps': 100_000,
-                      'n_equilibration_steps': 2000, 'thermo_interval': 100, 'trajectory_interval': 100,
-                      'snapshot_interval': 0, 'seed': 7, 'thermostat_time_fs': 100.0}
-    gpumd = md_parameters({**md, 'engine_parameters': {'ensemble': 'nvt_lan'}}, 'gpumd', 900.0, 7)
-    assert gpumd['compute_msd'] == {'sample_interval': 100, 'n_correlation': 1000}
-    assert gpumd['ensemble'] == 'nvt_lan' and gpumd['temperature_coupling'] == 100.0
+    nvt_input = md_parameters({**md, 'volume': 'input'}, 'engine', 900.0, 7)
+    # NVT at the input cell: what the engine ran before (no barostat keys at all)
+    assert nvt_input == {'ensemble': 'nvt_bussi', 'temperature_K': 900.0, 'timestep_fs': 1.0, 'n_steps': 100_000,
+                         'n_equilibration_steps': 2000, 'thermo_interval': 100, 'trajectory_interval': 100,
+                         'snapshot_interval': 0, 'seed': 7, 'thermostat_time_fs': 100.0}
+    # the engine default: NPT equilibration, NVT production in the mean equilibration cell
+    default = md_parameters(md, 'engine', 900.0, 7)
+    assert default == {**nvt_input, 'equilibration_ensemble': 'npt_mtk_iso', 'production_cell': 'equilibrated_mean',
+                       'pressure_GPa': 0.0, 'barostat_time_fs': 1000.0}
+    assert md_parameters({**md, 'volume': 'npt'}, 'engine', 900.0, 7)['ensemble'] == 'npt_mtk_iso'
+
+    gpumd = md_parameters({**md, 'engine_parameters': {'ensemble': 'nvt_lan'}, 'volume': 'input'}, 'gpumd', 900.0, 7)
+    # 1000 samples of 100 steps; Nc = msd_max_lag_fraction (0.5) × 1000 = 500 → 1000 - 500 + 1 = 501 time origins
+    assert gpumd['compute_msd'] == {'sample_interval': 100, 'n_correlation': 500}
+    assert gpumd['ensemble'] == 'nvt_lan' and gpumd['temperature_coupling'] == 100.0 and 'pressure' not in gpumd
     from aiida_sseff.calculations.gpumd import gpumd_run_in
 
     lines = gpumd_run_in(gpumd, '5.6').splitlines()
-    assert lines[-2:] == ['compute_msd 100 1000 group 0 0', 'run 100000']
+    assert lines[-2:] == ['compute_msd 100 500 group 0 0', 'run 100000']
+    # the GPUMD default: NPT (npt_mttk, iso, 0 GPa, pperiod = 1000 fs / 1 fs) in equilibration and production
+    npt = md_parameters({**md, 'msd_max_lag_fraction': 0.25}, 'gpumd', 900.0, 7)
+    assert npt['compute_msd']['n_correlation'] == 250
+    lines = gpumd_run_in(npt, '5.6').splitlines()
+    assert lines.count('ensemble npt_mttk temp 900 900 iso 0 0 tperiod 100 pperiod 1000') == 2
+
+
+@pytest.mark.parametrize('md, match', [
+    ({'msd_max_lag_fraction': 0.7}, r'must be in \(0, 0.5\]'),
+    ({'production_ps': 1.0, 'sample_interval_fs': 50.0, 'min_time_origins': 12}, 'leaves 11 time origins'),
+    ({'volume': 'equilibrated_mean'}, 'not available for GPUMD yet'),
+])
+def test_gpumd_md_settings_refused(md, match):
+    """Nc at most half the samples; fewer time origins than asked for (20 samples, Nc = 10 → 11 origins)."""
+    with pytest.raises(ValueError, match=match):
+        md_parameters(md, 'gpumd', 1000.0, 1)
+
+
+def test_fit_window_is_the_same_lag_time_for_both_engines():
+    from aiida_sseff.workflows.diffusion import check_fit_window, fit_window_ps
+
+    md = {'production_ps': 20.0}
+    assert fit_window_ps({}, 20.0) == (2.0, 10.0)  # 0.1 and 0.5 of the production run
+    assert fit_window_ps({'t_start_ps': 1.0, 't_end_ps': 4.0}, 20.0) == (1.0, 4.0)
+    check_fit_window(md, {}, 'gpumd')  # ends at 10 ps = Nc × sample interval = 200 × 50 fs
+    check_fit_window(md, {'end_fraction': 0.8}, 'engine')
+    with pytest.raises(ValueError, match='beyond the longest GPUMD lag'):
+        check_fit_window(md, {'end_fraction': 0.8}, 'gpumd')
 
 
 def _run(temperature, d, err, diffusive=True, msd_end=10.0, n_ions=56, volume=2200.0):
@@ -276,10 +322,12 @@ def test_arrhenius_calcfunction_recovers_known_ea(aiida_profile):
 
 @pytest.mark.reference
 def test_gpumd_msd_calcfunction_on_real_msd_out(aiida_profile):
-    """The GPUMD branch's analysis on the real 1000 K msd.out: D with the GPUMDkit window = the tutorial's value."""
+    """The GPUMD branch's analysis on the real 1000 K msd.out: D with the GPUMDkit window = the tutorial's value, and
+    the error model gets the time origins and ions that the real run.in and model.xyz imply."""
     md_dir = LLZO / 'gpumd_md_1000K'
     if not (md_dir / 'msd.out').is_file():
         pytest.skip(f'real GPUMD reference data not found at {md_dir}')
+    from aiida_sseff.analysis.diffusion import fit_diffusion_from_msd_curve
     from aiida_sseff.io.gpumd import read_msd
 
     block = read_msd(md_dir / 'msd.out')[0]
@@ -289,46 +337,62 @@ def test_gpumd_msd_calcfunction_on_real_msd_out(aiida_profile):
     # 3584 Li in the 4×4×4 cell: a StructureData with the right count stands in for the 12,288-atom model.xyz
     cell = np.diag([52.295, 52.290, 52.279])
     structure = orm.StructureData(ase=Atoms('Li3584O', positions=np.zeros((3585, 3)), cell=cell, pbc=True))
-    analysis = orm.Dict({'start_fraction': 0.1, 'end_fraction': 0.4, 'method': 'ols'})
-    out = diffusion_from_gpumd_msd(msd, structure, orm.Float(1000.0), orm.Float(1000.0), analysis, orm.Str('Li'))
+    # the real run.in: `compute_msd 100 1000 all_groups 0`, `run 1000000` at 1 fs → 10,000 samples, Nc = 1000,
+    # msd.cu: 10,000 - 1000 + 1 = 9001 time origins
+    parameters = orm.Dict({'production_steps': 1_000_000, 'time_step_fs': 1.0,
+                           'compute_msd': {'sample_interval': 100, 'n_correlation': 1000}})
+    # GPUMDkit's window, rows 10 %-40 % of the 1000 lags: 10.0-39.9 ps, and its least-squares slope
+    analysis = orm.Dict({'t_start_ps': 10.0, 't_end_ps': 39.9, 'method': 'ols'})
+    out = diffusion_from_gpumd_msd(msd, structure, orm.Float(1000.0), orm.Float(1000.0), analysis, orm.Str('Li'),
+                                   parameters=parameters)
     result = out['result']
     # shared/reference/llzo/gpumd_md_1000K/README.md: D_total = 9.667e-6 cm²/s
     assert result['D_cm2_s'] == pytest.approx(9.667e-6, rel=0.01)
+    assert result['n_time_origins'] == 9001 and result['n_ions'] == 3584
+    assert result['time_origins_from'] == 'run parameters'
+    # the error is that of the windowed estimator with those numbers, not of a full-trajectory MSD
+    expected = fit_diffusion_from_msd_curve(block.time, block.msd[0], t_start_ps=10.0, t_end_ps=39.9, n_atoms=3584,
+                                            n_time_origins=9001, method='ols')
+    assert result['D_err_cm2_s'] == pytest.approx(expected.d_err_cm2_s, rel=1e-9)
     assert result['method'] == 'ols+sandwich' and 0 < result['D_err_cm2_s'] < 0.05 * result['D_cm2_s']
     assert result['diffusive'] and result['msd_end_A2'] > 2.0
-    assert result['n_ions'] == 3584
+    # one time origin (Nc = all samples, what the workflow used to write) gives a much larger error
+    one_origin = fit_diffusion_from_msd_curve(block.time, block.msd[0], t_start_ps=10.0, t_end_ps=39.9,
+                                              n_atoms=3584, n_time_origins=1, method='ols')
+    assert one_origin.d_err_cm2_s > 3 * result['D_err_cm2_s']
 
 
-@pytest.mark.reference
-def test_gpumd_branch_with_replayed_outputs(aiida_profile, aiida_code_installed, aiida_localhost, llzo_dir, tmp_path):
-    """The GPUMD branch end to end: GPUMD cannot run here (CUDA), so the `gpumd` code is a script that replays the
-    real 1000 K run's msd.out and log into the working directory; everything else (CalcJob, parser, calcfunctions,
-    Arrhenius) is ours and runs. Both temperatures replay the same file: D must come out as the tutorial's."""
-    from aiida_sseff.data.model import NepModel
-
-    source = llzo_dir / 'gpumd_md_1000K'
-    script = tmp_path / 'gpumd-replay'
-    script.write_text(f'#!/bin/bash\ntest -f run.in && test -f model.xyz && test -f nep.txt || exit 2\n'
-                      f'cp {source}/msd.out .\ncat {source}/log\n')
-    script.chmod(0o755)
-    aiida_localhost.set_minimum_job_poll_interval(0.0)  # a local process: no need to wait between polls
-    code = aiida_code_installed(default_calc_job_plugin='sseff.gpumd', filepath_executable=str(script))
-    builder = DiffusionWorkChain.get_builder()
-    builder.structure = llzo_structure()
-    builder.model = NepModel(llzo_dir / 'nep25_zbl.txt')
-    builder.temperatures = orm.List([1000.0, 1100.0])
-    # the replayed run: 1 ns at 1 fs, MSD sampled every 100 steps; its thermo.out was not kept, so none is asked for
-    builder.md = orm.Dict({'timestep_fs': 1.0, 'equilibration_ps': 0.0, 'production_ps': 1000.0,
-                           'sample_interval_fs': 100.0, 'engine_parameters': {'dump_thermo': None}})
-    builder.analysis = orm.Dict({'end_fraction': 0.4, 'method': 'ols'})  # GPUMDkit's window and slope
-    builder.gpumd.code = code
-    results, node = run_get_node(builder)
-    assert node.is_finished_ok, node.exit_message
-    job = node.called[0] if node.called[0].process_label == 'GpumdCalculation' else node.called[1]
-    run_in = job.base.repository.get_object_content('run.in')
-    assert 'compute_msd 100 10000 group 0 0' in run_in and 'dump_thermo' not in run_in
-    assert job.outputs.performance['gpumd_version'] == '5.0'
-    d = results['diffusion'].get_array('D_cm2_s')
-    # shared/reference/llzo/gpumd_md_1000K/README.md: D_total = 9.667e-6 cm²/s
-    np.testing.assert_allclose(d, 9.667e-6, rtol=0.01)
-    assert results['results']['n_ions'] == 56  # the ions of the structure given, not of the replayed run
+def test_gpumd_msd_calcfunction_pressure_and_header_statistics(aiida_profile):
+    """A synthetic MSD = 6 D t (D = 0.1 Å²/ps) with the parser's attributes (msd.out header: 40 ions, 101 origins)
+    and a thermo whose production rows hold 1.2 GPa: the run gets the pressure and the warning flag."""
+    time = np.arange(100) * 0.05
+    msd_xyz = np.repeat((2 * 0.1 * time)[:, None], 3, axis=1)
+    msd = orm.ArrayData()
+    msd.set_array('time', time)
+    msd.set_array('msd', msd_xyz[None])
+    msd.base.attributes.set_many({'n_time_origins': 101, 'num_atoms_per_group': [40], 'gpumd_version': '5.6'})
+    structure = orm.StructureData(ase=Atoms('Li8O', positions=np.zeros((9, 3)), cell=[10.0] * 3, pbc=True))
+    thermo = orm.ArrayData()
+    # 5 equilibration rows at 3 GPa (ignored), then 10 production rows at 1.2 GPa
+    thermo.set_array('pressure', np.r_[np.full(5, 3.0), np.full(10, 1.2)])
+    thermo.set_array('volume', np.r_[np.full(5, 900.0), np.full(10, 1000.0)])
+    thermo.set_array('temperature', np.full(15, 1000.0))
+    thermo.base.attributes.set('production_rows_from', 5)
+    out = diffusion_from_gpumd_msd(msd, structure, orm.Float(1000.0), orm.Float(10.0), orm.Dict({}), orm.Str('Li'),
+                                   thermo=thermo)
+    r = out['result']
+    assert r['D_cm2_s'] == pytest.approx(0.1e-4, rel=1e-6)  # 0.1 Å²/ps = 1e-5 cm²/s
+    assert r['n_ions'] == 40 and r['n_time_origins'] == 101 and r['time_origins_from'] == 'msd attributes'
+    assert r['volume_A3'] == pytest.approx(1000.0) and r['pressure_mean_GPa'] == pytest.approx(1.2)
+    assert r['pressure_warning'] is True and r['gpumd_version'] == '5.6'
+    # fit window 0.1-0.5 of the 10 ps run: 1-5 ps, all within the longest lag (4.95 ps, clipped)
+    assert r['t_start_ps'] == pytest.approx(1.0) and r['t_end_ps'] == pytest.approx(4.95)
+    relaxed = diffusion_from_gpumd_msd(msd, structure, orm.Float(1000.0), orm.Float(10.0),
+                                       orm.Dict({'max_abs_pressure_GPa': 2.0}), orm.Str('Li'), thermo=thermo)
+    assert relaxed['result']['pressure_warning'] is False
+    no_origins = orm.ArrayData()
+    no_origins.set_array('time', time)
+    no_origins.set_array('msd', msd_xyz[None])
+    with pytest.raises(ValueError, match='number of time origins is unknown'):
+        diffusion_from_gpumd_msd(no_origins, structure, orm.Float(1000.0), orm.Float(10.0), orm.Dict({}),
+                                 orm.Str('Li'))
