@@ -100,3 +100,14 @@ def cp2k_code(aiida_code_installed, aiida_localhost):
     aiida_localhost.set_minimum_job_poll_interval(0.0)
     return aiida_code_installed(label='cp2k', default_calc_job_plugin='sseff.cp2k', filepath_executable=executable,
                                 prepend_text='export OMP_NUM_THREADS=2')
+
+
+@pytest.fixture(scope='session')
+def gpumd_standin(tmp_path_factory) -> Path:
+    """An executable ``gpumd`` that runs tests/standins/gpumd_standin.py (CPUNEP + ASE, GPUMD's file formats) with
+    this interpreter; give it as ``filepath_executable`` of a ``sseff.gpumd`` code or run it in a folder."""
+    script = tmp_path_factory.mktemp('gpumd-standin') / 'gpumd'
+    standin = Path(__file__).parent / 'standins' / 'gpumd_standin.py'
+    script.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{standin}" "$@"\n')
+    script.chmod(0o755)
+    return script
