@@ -188,11 +188,10 @@ class GpumdParser(Parser):
         CalcJob's parameters (what run.in was written from); the ions per group from the header or the structure."""
         from aiida_sseff.analysis.gpumd_msd import gpumd_time_origins
 
-        header = block.header or {}
         cmsd = (parameters or {}).get('compute_msd') or {}
         source = 'msd.out header'
-        if 'compute_msd' in header:
-            sample_interval, n_correlation = int(header['compute_msd'][0]), int(header['compute_msd'][1])
+        if block.n_correlation is not None:
+            sample_interval, n_correlation = int(block.sample_interval), int(block.n_correlation)
             if cmsd.get('n_correlation') and int(cmsd['n_correlation']) != n_correlation:
                 raise ValueError(f'its header says Nc = {n_correlation}, run.in asked for {cmsd["n_correlation"]}')
         elif cmsd:
@@ -207,8 +206,8 @@ class GpumdParser(Parser):
         if production_steps:
             stats['n_samples'] = int(production_steps) // sample_interval
             stats['n_time_origins'] = gpumd_time_origins(stats['n_samples'], n_correlation)
-        if 'num_atoms_per_group' in header:
-            stats['num_atoms_per_group'] = [int(x) for x in header['num_atoms_per_group']]
+        if block.num_atoms_per_group is not None:
+            stats['num_atoms_per_group'] = [int(x) for x in block.num_atoms_per_group]
         else:
             counts = self._group_counts(block.n_groups)
             if counts:

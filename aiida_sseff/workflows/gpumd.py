@@ -138,13 +138,25 @@ class GpumdBaseWorkChain(BaseRestartWorkChain):
         self.ctx.time_step_halved = False
 
     def results(self):
+        """The last run's outputs; after restarts ``msd`` is the segments' combination, and ``trajectory`` (the last
+        segment's dump only, not the whole run) is left out."""
         node = self.ctx.children[self.ctx.iteration - 1]
-        if self.ctx.segments and 'msd' in node.outputs:
-            segments = {f'segment_{i:02d}': msd for i, msd in enumerate([*self.ctx.segments, node.outputs.msd])}
-            combined = combine_msd_segments(**segments, metadata={'call_link_label': 'combine_msd_segments'})
-            self.out('msd', combined)
-            self.report(f'MSD of {len(segments)} segments combined: time origins {combined.base.attributes.get("n_time_origins")}')
-        return super().results()
+        if not (self.ctx.segments and 'msd' in node.outputs):
+            return super().results()
+        segments = {f'segment_{i:02d}': msd for i, msd in enumerate([*self.ctx.segments, node.outputs.msd])}
+        combined = combine_msd_segments(**segments, metadata={'call_link_label': 'combine_msd_segments'})
+        outputs = self.exposed_outputs(node, GpumdCalculation)
+        outputs.pop('trajectory', None)
+        self.out_many({**outputs, 'msd': combined})
+        self.report(f'work chain completed after {self.ctx.iteration} iterations; the MSD of {len(segments)} '
+                    f'segments combined, time origins {combined.base.attributes.get("n_time_origins")}')
+        return None
+
+    def report_error_handled(self, node, action: str) -> None:
+        """aiida-quantumespresso's report of a handled failure: what failed, and what is done about it."""
+        self.report(f'{node.process_label}<{node.pk}> failed with exit status {node.exit_status}: '
+                    f'{node.exit_message}')
+        self.report(f'Action taken: {action}')
 
     @process_handler(priority=600, exit_codes=[GpumdCalculation.exit_codes.ERROR_MD_INCOMPLETE])
     def handle_walltime(self, node):
@@ -179,6 +191,7 @@ class GpumdBaseWorkChain(BaseRestartWorkChain):
             return ProcessHandlerReport(True, self.exit_codes.ERROR_MD_UNSTABLE_AT_HALF_TIME_STEP)
         parameters = halved_time_step(self.ctx.inputs.parameters.get_dict())
         self.ctx.inputs.parameters = orm.Dict(parameters)
+        self.ctx.production_steps = int(parameters['production_steps'])
         self.ctx.inputs.pop('restart', None)
         self.ctx.segments, self.ctx.steps_done = [], 0
         self.ctx.time_step_halved = True

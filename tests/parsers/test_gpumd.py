@@ -209,21 +209,17 @@ def test_parse_log_synthetic_two_runs():
 
 
 # ------------------------------------------------------------------------------------------------ synthetic runs
-def write_msd_out(path, msd, sample_interval, dt_sample_ps, n_atoms, cell, group=(0, 0), save_every=None):
-    """msd.out as GPUMD >= 5.6 writes it (src/measure/msd.cu, MSD::write): the `#` header, then per lag
-    `t msd_x msd_y msd_z sdc_x sdc_y sdc_z` with sdc = ½ (msd[nc] - msd[nc-1]) / dt, all `%g`."""
+def write_msd_out(path, msd, sample_interval, dt_sample_ps, n_atoms, cell, save_every=None):
+    """msd.out as GPUMD >= 5.6 writes it (io.gpumd.write_msd follows msd.cu's MSD::write), one group (0 0)."""
+    from aiida_sseff.io.gpumd import ComputeMsd, write_msd
+
     n_correlation = msd.shape[0]
     sdc = np.zeros_like(msd)
     sdc[1:] = 0.5 * np.diff(msd, axis=0) / dt_sample_ps
-    line = f'# compute_msd {sample_interval} {n_correlation} group {group[0]} {group[1]}'
-    if save_every:
-        line += f' save_every {save_every}'
-    lines = [line, '# format_version 1', f'# num_atoms {n_atoms}', '# num_groups 1', f'# num_atoms_per_group {n_atoms}',
-             '# cell ' + ' '.join(f'{x:.10e}' for x in np.asarray(cell).T.ravel()),
-             f'# dt_output {dt_sample_ps:.10e} ps', '# columns time_ps msdx msdy msdz sdcx sdcy sdcz']
-    for nc in range(n_correlation):
-        lines.append(f'{nc * dt_sample_ps:g} ' + ' '.join(f'{x:g}' for x in (*msd[nc], *sdc[nc])))
-    Path(path).write_text('\n'.join(lines) + '\n')
+    Path(path).unlink(missing_ok=True)  # write_msd appends, as GPUMD does
+    write_msd(path, np.arange(n_correlation) * dt_sample_ps, msd[None], sdc[None],
+              compute_msd=ComputeMsd(sample_interval, n_correlation, group=(0, 0), save_every=save_every),
+              num_atoms=n_atoms, num_atoms_per_group=[n_atoms], cell=cell, dt_output_ps=dt_sample_ps)
 
 
 def random_walk(n_frames, n_li=6, n_o=2, step=0.3, seed=0):
