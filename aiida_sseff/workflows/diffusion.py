@@ -173,17 +173,21 @@ def md_parameters(md: dict, engine: str, temperature: float, seed: int) -> dict:
             # keys of the engine's restart branch: NPT equilibration, production in the mean equilibration cell
             params.update({'equilibration_ensemble': npt, 'production_cell': 'equilibrated_mean'})
     else:
+        from aiida_sseff.io.gpumd import ComputeMsd, MsdTimeOriginsError
+
         stats = msd_correlation(production, sample, p['msd_max_lag_fraction'])
-        if stats['n_time_origins'] < int(p['min_time_origins']):
-            raise ValueError(f'md: compute_msd with Nc = {stats["n_correlation"]} of {stats["n_samples"]} samples '
-                             f'leaves {stats["n_time_origins"]} time origins, fewer than md.min_time_origins = '
-                             f'{p["min_time_origins"]}: lower md.msd_max_lag_fraction or run longer')
+        try:
+            ComputeMsd(sample, stats['n_correlation']).check(production, int(p['min_time_origins']))
+        except MsdTimeOriginsError as exception:
+            raise MsdTimeOriginsError(f'md (msd_max_lag_fraction {p["msd_max_lag_fraction"]}, min_time_origins '
+                                      f'{p["min_time_origins"]}): {exception}') from None
         params = {
             'ensemble': npt if volume == 'npt' else nvt, 'temperature': float(temperature), 'time_step_fs': dt,
             'production_steps': production, 'equilibration_steps': equilibration, 'velocity_seed': int(seed),
             'temperature_coupling': float(p['thermostat_time_fs']) / dt,  # GPUMD's T_coup is in time steps
             'dump_thermo': sample,
             'compute_msd': {'sample_interval': sample, 'n_correlation': stats['n_correlation']},
+            'min_time_origins': int(p['min_time_origins']),  # checked again by make_run_in at submission
         }
         if volume == 'npt':
             # npt_mttk: tperiod and pperiod in time steps, target pressures in GPa

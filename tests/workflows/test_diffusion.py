@@ -257,11 +257,12 @@ def test_md_parameters_both_engines():
 
 @pytest.mark.parametrize('md, match', [
     ({'msd_max_lag_fraction': 0.7}, r'must be in \(0, 0.5\]'),
-    ({'production_ps': 1.0, 'sample_interval_fs': 50.0, 'min_time_origins': 12}, 'leaves 11 time origins'),
+    ({'production_ps': 1.0, 'sample_interval_fs': 50.0, 'min_time_origins': 12}, r'leaves 11 time origin\(s\)'),
     ({'volume': 'equilibrated_mean'}, 'not available for GPUMD yet'),
 ])
 def test_gpumd_md_settings_refused(md, match):
-    """Nc at most half the samples; fewer time origins than asked for (20 samples, Nc = 10 → 11 origins)."""
+    """Nc at most half the samples; fewer time origins than asked for (20 samples, Nc = 10 → 11 origins: io's
+    MsdTimeOriginsError, a ValueError)."""
     with pytest.raises(ValueError, match=match):
         md_parameters(md, 'gpumd', 1000.0, 1)
 
