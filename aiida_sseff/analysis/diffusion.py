@@ -32,6 +32,7 @@ least-squares (OLS) standard error of the slope is far too small and is never re
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -239,16 +240,30 @@ def _gls_iterative(t, y, kappa, n_samples, estimator: str, n_iter: int = 4):
     keeps the matrix positive definite. A few fixed-point iterations from the OLS line converge.
     """
     a, b = _ols(t, y)
-    floor = 1e-6 * max(float(np.max(np.abs(y))), 1e-300)
-    cb = None
+    # the variance model never drops below 5 % of the mean MSD of the window: for diffusive data the line starts
+    # higher (the window begins after 10 % of the lags), and a line through zero must not make variances vanish
+    floor = 0.05 * max(float(np.mean(np.abs(y))), 1e-300)
+    line = (a, b)
+    result = None
     for _ in range(n_iter if estimator == 'gls' else 1):
-        model = np.maximum(a * t + b, floor)
+        # a negative intercept is noise (vibrations only add to the diffusive 6Dt): the variance model keeps the
+        # diffusive part, else single-origin MSDs (GPUMD with Nc = all samples) got near-zero variances at short lags
+        model = np.maximum(line[0] * t + max(line[1], 0.0), floor)
         cov = kinisi_covariance(kappa * model**2, n_samples)
-        if estimator == 'gls':
-            a, b, cb = _gls(t, y, cov)
-        else:
-            a, b, cb = _ols_sandwich(t, y, cov)
-    return a, b, cb
+        result = _gls(t, y, cov) if estimator == 'gls' else _ols_sandwich(t, y, cov)
+        if result[0] <= 0 < line[0]:
+            # the variance model follows the fit only while the slope stays positive: a line through zero would make
+            # the variances vanish and the fit collapse onto it (seen for one direction of 20 random walkers)
+            break
+        line = result[:2]
+    if estimator == 'gls':
+        # GLS is more efficient only while its covariance model holds; where it lands far from the robust OLS
+        # estimate (beyond 4 sandwich errors of that estimate, computed with the same covariance) the model is wrong
+        # for these data (seen for 1 in 200 sets of 20 random walkers, a strongly curved MSD): report the OLS one
+        robust = _ols_sandwich(t, y, cov)
+        if not result[0] > 0 or abs(result[0] - robust[0]) > 4.0 * np.sqrt(robust[2][0, 0]):
+            return robust
+    return result
 
 
 def _fit_columns(t, msd4, kappa4, n_samples, method):
@@ -281,6 +296,34 @@ def _to_fit(slopes, errs, intercept, method, t, n_points, details) -> DiffusionF
                         intercept=float(intercept), details=details)
 
 
+def _origin_span_factor(x) -> np.ndarray:
+    """Independent samples per particle in an MSD at lag ``t`` averaged over origins spread uniformly over a span
+    ``L = x·t``: ``Var(s)/Var(mean of s)`` for Brownian (Gaussian) displacements, where the squared displacements of
+    origins ``u`` apart have covariance ``∝ (t - |u|)²`` for ``|u| < t``. Integrating over the span:
+    ``1/(1 - 2x/3 + x²/6)`` for ``x ≤ 1`` and ``6x²/(4x - 1)`` for ``x ≥ 1`` (1 for one origin, 2 at ``x = 1``,
+    ``1.5·x`` for long spans: 1.5× the ``T/t`` of kinisi's approximation, whose errors come out ~20 % too large there)."""
+    x = np.asarray(x, dtype=float)
+    short = 1.0 / (1.0 - 2.0 * x / 3.0 + x**2 / 6.0)
+    long = 6.0 * x**2 / np.maximum(4.0 * x - 1.0, 1e-300)
+    return np.where(x <= 1.0, short, long)
+
+
+def _independent_samples(t, idx, n_atoms, total_time_ps, n_time_origins) -> np.ndarray:
+    """Independent samples at the lags ``t[idx]`` (see :func:`fit_diffusion_from_msd_curve`)."""
+    lags = t[idx]
+    if n_time_origins is None:
+        if not total_time_ps > 0:
+            raise ValueError(f'total_time_ps must be positive, got {total_time_ps}.')
+        return n_atoms * total_time_ps / lags
+    origins = np.atleast_1d(np.asarray(n_time_origins, dtype=float))
+    if origins.ndim != 1 or origins.size == 0 or np.any(origins < 1):
+        raise ValueError(f'n_time_origins: expected a positive count (or one per segment), got {n_time_origins!r}.')
+    if t.size < 2 or not t[1] > t[0]:
+        raise ValueError('n_time_origins needs an increasing time axis (its spacing is the sample interval).')
+    spans = (origins - 1.0) * (t[1] - t[0])  # origins of one segment lie one sample interval apart
+    return n_atoms * np.sum(_origin_span_factor(spans[:, None] / lags[None, :]), axis=0)
+
+
 def fit_diffusion_from_msd_curve(
     time_ps,
     msd_xyz,
@@ -290,6 +333,7 @@ def fit_diffusion_from_msd_curve(
     t_end_ps: float | None = None,
     n_atoms: int | None = None,
     total_time_ps: float | None = None,
+    n_time_origins: int | Sequence[int] | None = None,
     method: str = 'ols',
     max_fit_lags: int = 200,
 ) -> DiffusionFit:
@@ -300,12 +344,25 @@ def fit_diffusion_from_msd_curve(
     ``calc_ion_conductivity.py`` does (the script behind the GPUMD ionic-conductivity tutorial), so
     ``method='ols'`` reproduces the tutorial's numbers.
 
-    A curve alone does not tell how many independent samples it averages, so an uncertainty needs
-    ``n_atoms`` (atoms averaged) and ``total_time_ps`` (length of the run the time origins came from). With
-    them the kinisi covariance is built with Gaussian displacement statistics (``Var(s) = 2·MSD²`` per
-    direction; an underestimate for strongly non-Gaussian hopping, where :func:`estimate_diffusion` on the
-    trajectory is better), and ``method='ols'`` gets a sandwich error (``'ols+sandwich'``) while
-    ``method='gls'`` refits by GLS. Without them errors are NaN.
+    A curve alone does not tell how many independent samples it averages, so an uncertainty needs ``n_atoms``
+    (atoms averaged) and how the time origins were taken:
+
+    ``n_time_origins`` (GPUMD's ``compute_msd``; see :mod:`aiida_sseff.analysis.gpumd_msd`)
+        every lag averages the same ``n_o = n_samples - Nc + 1`` origins, spaced by the sample interval ``Δ``
+        (= ``time_ps[1] - time_ps[0]``) over a span ``L = (n_o - 1)·Δ``. Displacements over a lag ``t`` from origins
+        closer than ``t`` overlap, so the number of independent samples at lag ``t`` is ``n_atoms·g(L/t)`` with
+        ``g`` the exact factor for Gaussian displacements (:func:`_origin_span_factor`): ``n_atoms`` for a single
+        origin (``Nc`` = all samples), ``1.5·n_atoms·L/t`` for long spans. A list of counts (segments of a run
+        continued after restarts, each with its own ring buffer) adds the segments' samples (independent).
+    ``total_time_ps`` (an MSD over every origin of a run of that length, as :func:`estimate_diffusion` computes)
+        ``n(t) = n_atoms·T/t`` (kinisi).
+
+    The kinisi covariance ``Σ_ij = Var(s_i)/n(t_j)`` (``t_i ≤ t_j``) is then built with Gaussian displacement
+    statistics (``Var(s) = 2·MSD²`` per direction; an underestimate for strongly non-Gaussian hopping, where
+    :func:`estimate_diffusion` on the trajectory is better), ``method='ols'`` gets a sandwich error
+    (``'ols+sandwich'``) and ``method='gls'`` refits by GLS. Without them errors are NaN.
+    The GPUMD form is calibrated in ``tests/analysis/test_gpumd_msd.py`` (random walks through GPUMD's ring buffer:
+    the scatter of D over seeds matches the reported error).
 
     Parameters
     ----------
@@ -320,10 +377,15 @@ def fit_diffusion_from_msd_curve(
         raise ValueError(f"method: expected 'ols' or 'gls', got {method!r}.")
     sl = fit_window(t.size, start_fraction, end_fraction, t, t_start_ps, t_end_ps)
     msd4 = np.column_stack([msd, msd.sum(axis=1)])
-    have_stats = n_atoms is not None and total_time_ps is not None
+    if n_time_origins is not None and total_time_ps is not None:
+        raise ValueError('give either n_time_origins (GPUMD compute_msd) or total_time_ps (all origins), not both.')
+    have_stats = n_atoms is not None and (total_time_ps is not None or n_time_origins is not None)
+    if n_atoms is not None and not n_atoms >= 1:
+        raise ValueError(f'n_atoms must be >= 1, got {n_atoms}.')
     if not have_stats:
         if method == 'gls':
-            raise ValueError("method='gls' needs n_atoms and total_time_ps (to build the MSD covariance).")
+            raise ValueError("method='gls' needs n_atoms and n_time_origins or total_time_ps (to build the MSD "
+                             'covariance).')
         tt = t[sl]
         slopes, errs, icpt = _fit_columns(tt, msd4[sl], None, None, 'ols')
         return _to_fit(slopes, errs, icpt, 'ols', tt, tt.size, {'note': 'no uncertainty: n_atoms/total_time unknown'})
@@ -332,10 +394,16 @@ def fit_diffusion_from_msd_curve(
     slopes, _, icpt = _fit_columns(tt, msd4[sl], None, None, 'ols')
     idx = _subsample(sl, max_fit_lags)
     # Gaussian displacements: Var(Δx²) = 2 MSD_x²; Var(|Δr|²) = 2 Σ_d MSD_d²  ->  κ = Var/MSD²
+    # (one constant κ for the total, the median over the window: a κ that varies lag by lag makes Var(s)·n flat in
+    # places, and the GLS then trusts those increments exactly -- errors 1e6× too small for a single-origin MSD)
     m_idx = msd[idx]
-    kappa4 = np.column_stack([np.full((idx.size, 3), 2.0),
-                              2.0 * (m_idx**2).sum(axis=1) / np.maximum(m_idx.sum(axis=1), 1e-300) ** 2])
-    n_samp = n_atoms * total_time_ps / t[idx]
+    kappa_total = 2.0 * (m_idx**2).sum(axis=1) / np.maximum(m_idx.sum(axis=1), 1e-300) ** 2
+    kappa4 = np.column_stack([np.full((idx.size, 3), 2.0), np.full(idx.size, float(np.median(kappa_total)))])
+    n_samp = _independent_samples(t, idx, n_atoms, total_time_ps, n_time_origins)
+    if method == 'gls' and n_atoms < 5:
+        # a curve of one or a few ions is far from Gaussian (χ² with few degrees of freedom): the GLS weights built on
+        # the Gaussian κ are unreliable there (random-walk tests gave absurd errors for one ion), the sandwich is not
+        method = 'ols'
     if method == 'gls':
         slopes, errs, icpt = _fit_columns(t[idx], msd4[idx], kappa4, n_samp, 'gls')
         used = 'gls'
