@@ -397,3 +397,62 @@ def test_gpumd_msd_calcfunction_pressure_and_header_statistics(aiida_profile):
     with pytest.raises(ValueError, match='number of time origins is unknown'):
         diffusion_from_gpumd_msd(no_origins, structure, orm.Float(1000.0), orm.Float(10.0), orm.Dict({}),
                                  orm.Str('Li'))
+
+
+@pytest.mark.slow
+@pytest.mark.reference
+def test_gpumd_branch_end_to_end_on_the_standin(aiida_profile, aiida_code_installed, aiida_localhost, gpumd_standin,
+                                                llzo_dir):
+    """The GPUMD branch end to end on the stand-in `gpumd` (real CPUNEP MD honouring run.in): NPT equilibration and
+    production (the GPUMD default), compute_msd with Nc = half the samples, an unwrapped dump. The WorkChain's MSD
+    and D are recomputed independently from the stand-in's dump, and the time origins and ions the error model used
+    are those run.in implies: a wrong Nc, run length or group fails here."""
+    from aiida_sseff.analysis.diffusion import fit_diffusion_from_msd_curve
+    from aiida_sseff.data.model import NepModel
+
+    aiida_localhost.set_minimum_job_poll_interval(0.0)
+    code = aiida_code_installed(default_calc_job_plugin='sseff.gpumd', filepath_executable=str(gpumd_standin))
+    builder = DiffusionWorkChain.get_builder()
+    builder.structure = llzo_structure()
+    builder.model = NepModel(llzo_dir / 'nep25_zbl.txt')
+    builder.temperatures = orm.List([1400.0, 1600.0])
+    # 50 + 400 steps of 2 fs; MSD every 10 steps: 40 samples, Nc = 0.5 × 40 = 20, 40 - 20 + 1 = 21 origins
+    builder.md = orm.Dict({'timestep_fs': 2.0, 'equilibration_ps': 0.1, 'production_ps': 0.8,
+                           'sample_interval_fs': 20.0,
+                           'engine_parameters': {'dump': {'interval': 10, 'properties': ['unwrapped_position']}}})
+    builder.analysis = orm.Dict({'min_msd_A2': 0.05})  # 0.8 ps runs: a plumbing test, not a converged D
+    builder.gpumd.gpumd.code = code
+    results, node = run_get_node(builder)
+    assert node.is_finished_ok, node.exit_message
+    for label in ('T1400K_r0', 'T1600K_r0'):
+        base = next(c for c in node.called if c.process_label == 'GpumdBaseWorkChain' and c.label == f'md_{label}')
+        job = base.called[0]
+        run_in = job.base.repository.get_object_content('run.in').splitlines()
+        # GpumdBaseWorkChain saves the MSD with each restart.xyz, every max(10 % of the run, Nc samples) = 200 steps
+        assert 'compute_msd 10 20 group 0 0 save_every 200' in run_in and run_in[-1] == 'run 400'
+        temperature = label[1:5]
+        assert run_in.count(f'ensemble npt_mttk temp {temperature} {temperature} iso 0 0 tperiod 50 pperiod 500') == 2
+        run = node.outputs.runs[label]
+        assert run['n_time_origins'] == 21 and run['n_ions'] == 56 and run['gpumd_version'] == '5.6'
+        assert np.isfinite(run['pressure_mean_GPa']) and isinstance(run['pressure_warning'], bool)
+        assert job.outputs.msd_check['consistent'] and job.outputs.msd_check['checked']
+        # independent MSD from the dump: GPUMD's correlation events e = Nc-1 … n-1, pairs (e-k, e), Li only
+        trajectory = job.outputs.trajectory
+        li = np.array([s == 'Li' for s in trajectory.symbols])
+        x = trajectory.get_array('positions')[:, li]
+        assert x.shape == (40, 56, 3)
+        events = range(19, 40)
+        direct = np.array([np.mean([((x[e] - x[e - k]) ** 2).mean(axis=0) for e in events], axis=0)
+                           for k in range(20)])
+        msd = node.outputs.msd[label]
+        np.testing.assert_allclose(msd.get_array('msd_xyz'), direct, rtol=1e-4, atol=1e-6)
+        time = msd.get_array('time_ps')
+        np.testing.assert_allclose(time, np.arange(20) * 0.02, atol=1e-9)
+        # the fit window: 0.1-0.5 of the 0.8 ps run, 0.08-0.4 ps (the last lag is 0.38 ps)
+        fit = fit_diffusion_from_msd_curve(time, direct, t_start_ps=0.08, t_end_ps=0.38, n_atoms=56,
+                                           n_time_origins=21, method='gls')
+        assert run['D_cm2_s'] == pytest.approx(fit.d_cm2_s, rel=1e-3)
+        assert run['D_err_cm2_s'] == pytest.approx(fit.d_err_cm2_s, rel=1e-2)
+        # the dump of every atom gives the collective D, as on the engine path
+        assert run['D_collective_cm2_s'] is not None and np.isfinite(run['D_collective_err_cm2_s'])
+    assert results['results']['n_ions'] == 56
