@@ -137,14 +137,21 @@ def test_too_few_diffusion_events(engine_code, quick_case):
 
 
 def test_failed_md_exit_code(engine_code, quick_case):
-    """Two atoms 0.3 Å apart: the engine refuses at step 0, the WorkChain says which run failed (410)."""
+    """Two atoms 0.3 Å apart: the engine refuses at step 0, the WorkChain says which run failed (410). The cell is
+    first replicated to min_cell_width_factor 2.2 × the cutoff (6 Å for NEP25-ZBL and for CHGNet): 13.2 Å."""
     builder = quick_builder(engine_code, quick_case, [300.0, 400.0])
     atoms = builder.structure.get_ase()
     atoms.positions[1] = atoms.positions[0] + [0.3, 0, 0]
     builder.structure = orm.StructureData(ase=atoms)
+    builder.min_cell_width_factor = orm.Float(2.2)
     _, node = run_get_node(builder)
     assert node.exit_status == DiffusionWorkChain.exit_codes.ERROR_MD_FAILED.status
     assert 'T300K_r0' in node.exit_message and 'Å apart' in node.exit_message
+    supercell = node.outputs.structure
+    assert min(perpendicular_widths(supercell.cell)) >= 13.2
+    # the smallest replication that reaches it: LLZO's 12.89/13.32/12.88 Å → (2, 1, 2); Li2O's 4.6 Å → (3, 3, 3)
+    reps = replication_for_width(builder.structure.cell, 13.2)
+    assert len(supercell.sites) == len(atoms) * int(np.prod(reps)) and reps != (1, 1, 1)
 
 
 # ------------------------------------------------------------------------------------------------ input refusals
