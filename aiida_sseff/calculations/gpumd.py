@@ -56,7 +56,7 @@ def gpumd_run_in(parameters: dict, gpumd_version: str, model_header: str | None 
     ``production_steps``, ``equilibration_steps``, ``time_step_fs`` fs, ``ensemble``, …) plus
     ``compute_msd`` = ``{sample_interval, n_correlation, [save_every], [all_groups]}`` (default: every 10 steps,
     lags up to half the production run; MSD of group 0 of grouping method 0, the mobile species, or of every
-    group with ``all_groups: true``) and an optional ``dump`` = ``{interval, [filename], [properties],
+    group with ``all_groups: true``; ``compute_msd: null`` for none, e.g. an NPT equilibration job) and an optional ``dump`` = ``{interval, [filename], [properties],
     [precision], [style], [velocity], [force], [mobile_only]}``. Charge-aware (qNEP) models get ``kspace ewald``
     unless ``kspace`` says otherwise. ``dump_restart`` (steps) writes ``restart.xyz`` that often and, unless
     ``compute_msd.save_every`` is given, saves the MSD accumulated so far at the same steps (``msd_step<n>.out``),
@@ -78,6 +78,7 @@ def gpumd_run_in(parameters: dict, gpumd_version: str, model_header: str | None 
     charged = model_header is not None and 'charge' in model_header.split()[0]
     if charged and kwargs.get('kspace') is None:
         kwargs['kspace'] = 'ewald'  # qNEP: the long-range part needs a k-space solver
+    with_msd = not ('compute_msd' in parameters and parameters['compute_msd'] is None)
     msd = dict(parameters.get('compute_msd') or {})
     unknown = sorted(set(msd) - set(_MSD_KEYS))
     if unknown:
@@ -99,7 +100,7 @@ def gpumd_run_in(parameters: dict, gpumd_version: str, model_header: str | None 
         group=None if msd.get('all_groups') else (0, 0),
         all_groups=0 if msd.get('all_groups') else None,
         save_every=save_every,
-    )
+    ) if with_msd else None
     if restart:
         kwargs['initial_velocities'] = False
     dump = parameters.get('dump')
@@ -186,7 +187,8 @@ class GpumdCalculation(CalcJob):
         spec.inputs['metadata']['options']['resources'].default = {'num_machines': 1, 'num_mpiprocs_per_machine': 1}
         spec.inputs['metadata']['options']['withmpi'].default = False
 
-        spec.output('msd', valid_type=orm.ArrayData, help='msd.out: time (ps), msd (Å²) and sdc (Å²/ps) per group.')
+        spec.output('msd', valid_type=orm.ArrayData, required=False,
+                    help='msd.out (unless compute_msd is null): time (ps), msd (Å²) and sdc (Å²/ps) per group.')
         spec.output('thermo', valid_type=orm.ArrayData, required=False, help='thermo.out, one array per column.')
         spec.output('performance', valid_type=orm.Dict, help='Speed (atom·step/s), GPUMD version, timings.')
         spec.output('trajectory', valid_type=orm.TrajectoryData, required=False,
@@ -194,7 +196,8 @@ class GpumdCalculation(CalcJob):
         spec.output('msd_check', valid_type=orm.Dict, required=False,
                     help='The MSD recomputed from the unwrapped dump against msd.out (largest relative deviation).')
         spec.output('restart', valid_type=orm.SinglefileData, required=False,
-                    help='restart.xyz of a run that stopped early, matching the MSD saved at the same step.')
+                    help='restart.xyz: the last state of a finished run, or of a run that stopped early (then '
+                         'matching the MSD saved at the same step).')
 
         spec.exit_code(300, 'ERROR_MISSING_LOG',
                        message='The GPUMD log (stdout) was not retrieved: GPUMD did not start or the job was killed.')

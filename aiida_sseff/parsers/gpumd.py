@@ -10,7 +10,7 @@ import numpy as np
 from aiida import orm
 from aiida.parsers import Parser
 
-from aiida_sseff.calculations.gpumd import LOG_FILENAME, STDERR_FILENAME
+from aiida_sseff.calculations.gpumd import LOG_FILENAME, RESTART_FILENAME, STDERR_FILENAME
 
 __all__ = ['GpumdParser', 'parse_log']
 
@@ -131,7 +131,8 @@ class GpumdParser(Parser):
             return self.exit_codes.ERROR_MD_INCOMPLETE.format(
                 message=f'{done} of {expected_runs or "?"} runs of run.in completed' + saved)
 
-        if 'msd.out' not in names:
+        with_msd = not (parameters and 'compute_msd' in parameters and parameters['compute_msd'] is None)
+        if with_msd and 'msd.out' not in names:
             return self.exit_codes.ERROR_MISSING_OUTPUT.format(filename='msd.out')
         thermo_requested = parameters.get('dump_thermo', 1000) is not None if parameters else False
         if thermo_requested and 'thermo.out' not in names:
@@ -140,10 +141,14 @@ class GpumdParser(Parser):
         from aiida_sseff.io.gpumd import read_msd, read_thermo
 
         with tempfile.TemporaryDirectory() as tmp:
+            blocks = []
             try:
-                blocks = read_msd(self._local_copy('msd.out', Path(tmp)))
+                if with_msd:
+                    blocks = read_msd(self._local_copy('msd.out', Path(tmp)))
             except (ValueError, UnicodeDecodeError) as exception:
                 return self.exit_codes.ERROR_UNREADABLE_OUTPUT.format(filename='msd.out', message=str(exception))
+            if RESTART_FILENAME in names:  # the final state, e.g. of an NPT equilibration job
+                self.out('restart', orm.SinglefileData(self._local_copy(RESTART_FILENAME, Path(tmp))))
             thermo = None
             if 'thermo.out' in names:
                 try:
@@ -151,17 +156,19 @@ class GpumdParser(Parser):
                 except (ValueError, IndexError, UnicodeDecodeError) as exception:
                     return self.exit_codes.ERROR_UNREADABLE_OUTPUT.format(filename='thermo.out', message=str(exception))
 
-        block = blocks[-1]  # one compute_msd run per CalcJob; an appended file keeps its last block
-        if not (np.isfinite(block.msd).all() and np.isfinite(block.sdc).all()):
-            return self.exit_codes.ERROR_MD_UNSTABLE.format(message='msd.out holds NaN or inf')
         production = parameters.get('production_steps') if parameters else None
-        try:
-            msd = self._msd_node(block, parameters, production)
-        except ValueError as exception:
-            return self.exit_codes.ERROR_UNREADABLE_OUTPUT.format(filename='msd.out', message=str(exception))
-        msd.base.attributes.set('n_blocks_in_file', len(blocks))
-        if len(blocks) > 1:
-            self.logger.warning(f'msd.out holds {len(blocks)} appended blocks; the last one is parsed')
+        msd = block = None
+        if with_msd:
+            block = blocks[-1]  # one compute_msd run per CalcJob; an appended file keeps its last block
+            if not (np.isfinite(block.msd).all() and np.isfinite(block.sdc).all()):
+                return self.exit_codes.ERROR_MD_UNSTABLE.format(message='msd.out holds NaN or inf')
+            try:
+                msd = self._msd_node(block, parameters, production)
+            except ValueError as exception:
+                return self.exit_codes.ERROR_UNREADABLE_OUTPUT.format(filename='msd.out', message=str(exception))
+            msd.base.attributes.set('n_blocks_in_file', len(blocks))
+            if len(blocks) > 1:
+                self.logger.warning(f'msd.out holds {len(blocks)} appended blocks; the last one is parsed')
 
         if thermo is not None:
             numeric = thermo.select_dtypes(include=[np.number])
@@ -178,9 +185,10 @@ class GpumdParser(Parser):
                                                                      0))
             self.out('thermo', node)
 
-        self.out('msd', msd)
+        if msd is not None:
+            self.out('msd', msd)
         self.out('performance', orm.Dict({key: value for key, value in log.items() if key != 'finished'}))
-        return self._check_dump(names, parameters, block)
+        return self._check_dump(names, parameters, block) if block is not None else None
 
     # ------------------------------------------------------------------------------------------ msd statistics
     def _statistics(self, block, parameters: dict, production_steps: int | None) -> dict:
@@ -238,7 +246,6 @@ class GpumdParser(Parser):
     # ------------------------------------------------------------------------------------------ early stop
     def _partial_outputs(self, names, parameters: dict) -> str:
         """``restart`` and the MSD saved with it, when the run wrote both; a note for the exit message."""
-        from aiida_sseff.calculations.gpumd import RESTART_FILENAME
         from aiida_sseff.io.gpumd import read_msd
 
         saved = _msd_step_files(names)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from aiida import orm
 from aiida.common import AttributeDict
-from aiida.engine import ToContext, WorkChain, calcfunction
+from aiida.engine import ToContext, WorkChain, calcfunction, if_
 
 from aiida_sseff.analysis.geometry import replication_for_width
 from aiida_sseff.calculations.engine import EngineMdCalculation
@@ -42,10 +42,10 @@ DEFAULT_MD = {
     'thermostat_time_fs': 100.0,
     'ensemble': 'nvt',
     'seed': 1,
-    # the volume at each temperature (D depends strongly on it): None = the engine's default, VOLUME_DEFAULTS;
-    # 'equilibrated_mean' (NPT equilibration, NVT production at the mean equilibration cell), 'npt' (NPT
-    # equilibration and production), 'input' (NVT at the input cell: an explicit choice)
-    'volume': None,
+    # the volume at each temperature (D depends strongly on it): 'equilibrated_mean' (NPT equilibration, NVT
+    # production in the mean equilibration cell; for GPUMD two jobs), 'npt' (NPT equilibration and production),
+    # 'input' (NVT at the input cell: an explicit choice)
+    'volume': 'equilibrated_mean',
     'pressure_GPa': 0.0,  # target pressure of the NPT runs
     'barostat_time_fs': 1000.0,
     # GPUMD's compute_msd: Nc = this fraction of the production samples (at most 1/2, so that at least half the
@@ -55,9 +55,6 @@ DEFAULT_MD = {
     'engine_parameters': {},
 }
 
-#: what ``md.volume`` = None means: GPUMD would need two jobs for NVT at the mean NPT volume (equilibration, then
-#: production from its restart file scaled to the mean cell), which is not implemented yet, so it runs NPT
-VOLUME_DEFAULTS = {'engine': 'equilibrated_mean', 'gpumd': 'npt'}
 _VOLUMES = ('equilibrated_mean', 'npt', 'input')
 
 #: analysis settings (``analysis`` input)
@@ -110,14 +107,10 @@ def msd_correlation(production_steps: int, sample_interval: int, max_lag_fractio
 
 
 def resolved_volume(md: dict, engine: str) -> str:
-    """``md.volume`` with None replaced by the engine's default (:data:`VOLUME_DEFAULTS`)."""
-    volume = md.get('volume') or VOLUME_DEFAULTS[engine]
+    """``md.volume`` (default ``'equilibrated_mean'``), checked."""
+    volume = md.get('volume') or DEFAULT_MD['volume']
     if volume not in _VOLUMES:
-        raise ValueError(f'md.volume must be one of {_VOLUMES} (or null for the engine default), got {volume!r}')
-    if engine == 'gpumd' and volume == 'equilibrated_mean':
-        raise ValueError("md.volume 'equilibrated_mean' is not available for GPUMD yet (it needs an NPT job, then "
-                         "an NVT job from its restart file scaled to the mean cell); use 'npt' (the GPUMD default) "
-                         "or 'input'")
+        raise ValueError(f'md.volume must be one of {_VOLUMES}, got {volume!r}')
     return volume
 
 
@@ -127,11 +120,13 @@ def md_parameters(md: dict, engine: str, temperature: float, seed: int) -> dict:
     ``engine`` is ``'engine'`` (``aiida-sseff-engine md``) or ``'gpumd'``; ``md['engine_parameters']`` is merged
     last, for anything engine-specific (e.g. ``{'ensemble': 'nvt_lan'}`` for GPUMD).
 
-    The volume (``md.volume``): ``'equilibrated_mean'`` (engine default) equilibrates in NPT at ``pressure_GPa``
-    and runs the production in NVT in the mean equilibration cell (the engine's ``equilibration_ensemble`` and
-    ``production_cell``); ``'npt'`` (GPUMD default) runs both in NPT; ``'input'`` runs both in NVT at the input
-    cell. For GPUMD, ``compute_msd`` gets Nc from :func:`msd_correlation`. Raises ``ValueError`` naming the bad
-    setting (too few MSD samples, too few time origins, ...).
+    The volume (``md.volume``): ``'equilibrated_mean'`` (default) equilibrates in NPT at ``pressure_GPa`` and runs
+    the production in NVT in the mean equilibration cell: on the engine in one job (its ``equilibration_ensemble``
+    and ``production_cell``); on GPUMD the NPT equilibration is a job of its own
+    (:func:`gpumd_equilibration_parameters`) and these are the parameters of the NVT production, which starts from
+    its restart file scaled to the mean cell (no equilibration here). ``'npt'`` runs both in NPT; ``'input'`` both
+    in NVT at the input cell. For GPUMD, ``compute_msd`` gets Nc from :func:`msd_correlation`. Raises
+    ``ValueError`` naming the bad setting (too few MSD samples, too few time origins, ...).
     """
     unknown = sorted(set(md) - set(DEFAULT_MD))
     if unknown:
@@ -183,7 +178,8 @@ def md_parameters(md: dict, engine: str, temperature: float, seed: int) -> dict:
                                       f'{p["min_time_origins"]}): {exception}') from None
         params = {
             'ensemble': npt if volume == 'npt' else nvt, 'temperature': float(temperature), 'time_step_fs': dt,
-            'production_steps': production, 'equilibration_steps': equilibration, 'velocity_seed': int(seed),
+            'production_steps': production, 'velocity_seed': int(seed),
+            'equilibration_steps': 0 if volume == 'equilibrated_mean' else equilibration,
             'temperature_coupling': float(p['thermostat_time_fs']) / dt,  # GPUMD's T_coup is in time steps
             'dump_thermo': sample,
             'compute_msd': {'sample_interval': sample, 'n_correlation': stats['n_correlation']},
@@ -195,6 +191,72 @@ def md_parameters(md: dict, engine: str, temperature: float, seed: int) -> dict:
                            'pressure_coupling': float(p['barostat_time_fs']) / dt})
     params.update(p.get('engine_parameters') or {})
     return params
+
+
+def gpumd_equilibration_parameters(md: dict, temperature: float, seed: int) -> dict:
+    """The GPUMD NPT equilibration job of ``md.volume = 'equilibrated_mean'``: ``equilibration_ps`` in NPT
+    (``npt_mttk … iso`` at ``pressure_GPa``), no MSD, thermo.out every sample interval (its cells give the mean
+    cell) and restart.xyz at the last step (the production starts from it). ``engine_parameters`` are for the
+    production and are not applied here."""
+    p = {**DEFAULT_MD, **md}
+    production = md_parameters({**md, 'engine_parameters': {}}, 'gpumd', temperature, seed)
+    dt = float(p['timestep_fs'])
+    steps = int(round(1000.0 * float(p['equilibration_ps']) / dt))
+    pressure = float(p['pressure_GPa'])
+    return {
+        'ensemble': _NPT_NAMES['gpumd'], 'temperature': float(temperature), 'time_step_fs': dt,
+        'production_steps': steps, 'equilibration_steps': 0, 'velocity_seed': int(seed),
+        'temperature_coupling': production['temperature_coupling'], 'dump_thermo': production['dump_thermo'],
+        'pressure': [pressure, pressure], 'pressure_direction': 'iso',
+        'pressure_coupling': float(p['barostat_time_fs']) / dt, 'compute_msd': None, 'dump_restart': steps,
+    }
+
+
+@calcfunction
+def restart_in_mean_cell(restart: orm.SinglefileData, thermo: orm.ArrayData) -> orm.SinglefileData:
+    """GPUMD's ``restart.xyz`` (positions, velocities, groups) with its cell set to the mean cell of the second half
+    of the NPT run's ``thermo.out`` rows (the first half is the barostat settling), positions scaled with it.
+
+    The output carries ``mean_cell`` (Å), ``mean_volume_A3`` and ``mean_pressure_GPa`` of those rows as attributes.
+    """
+    import tempfile
+    from pathlib import Path
+
+    from ase import Atoms
+
+    from aiida_sseff.io.gpumd import read_model_xyz, write_model_xyz
+
+    names = ('cell_xx', 'cell_xy', 'cell_xz', 'cell_yx', 'cell_yy', 'cell_yz', 'cell_zx', 'cell_zy', 'cell_zz')
+    missing = [n for n in names if n not in thermo.get_arraynames()]
+    if missing:
+        raise ValueError(f'restart_in_mean_cell: thermo has no {missing} (an 18-column thermo.out is needed)')
+    cells = np.stack([thermo.get_array(n) for n in names], axis=1).reshape(-1, 3, 3)
+    start = int(thermo.base.attributes.get('production_rows_from', 0))
+    rows = cells[start:]
+    rows = rows[len(rows) // 2:]
+    if len(rows) == 0:
+        raise ValueError('restart_in_mean_cell: thermo holds no rows of the NPT run')
+    mean_cell = rows.mean(axis=0)
+    with tempfile.TemporaryDirectory() as tmp:
+        source = Path(tmp) / 'restart.xyz'
+        with restart.open(mode='rb') as handle:
+            source.write_bytes(handle.read())
+        state, groups = read_model_xyz(source)
+        # a fresh Atoms: the writer adds `vel`/`mass`/`group` itself and refuses arrays already there
+        atoms = Atoms(state.get_chemical_symbols(), positions=state.positions, cell=state.cell, pbc=True,
+                      velocities=state.get_velocities())
+        if not np.allclose(state.get_masses(), atoms.get_masses()):
+            atoms.new_array('mass', state.get_masses())
+        atoms.set_cell(mean_cell, scale_atoms=True)
+        target = Path(tmp) / 'restart_mean_cell.xyz'
+        write_model_xyz(atoms, target, groups=None if groups is None else groups.T)
+        node = orm.SinglefileData(target, filename='restart.xyz')
+    attributes = {'mean_cell': mean_cell.tolist(), 'mean_volume_A3': float(abs(np.linalg.det(mean_cell))),
+                  'n_rows_averaged': len(rows)}
+    if 'pressure' in thermo.get_arraynames():
+        attributes['mean_pressure_GPa'] = float(np.mean(thermo.get_array('pressure')[start:][-len(rows):]))
+    node.base.attributes.set_many(attributes)
+    return node
 
 
 def _analysis_options(analysis: dict | None) -> dict:
@@ -671,7 +733,8 @@ class DiffusionWorkChain(ProtocolMixin, WorkChain):
                            namespace_options={'required': False, 'populate_defaults': False,
                                               'help': 'MD on the CPU engine (aiida-sseff-engine md).'})
         spec.expose_inputs(GpumdBaseWorkChain, namespace='gpumd',
-                           exclude=('gpumd.structure', 'gpumd.parameters', 'gpumd.model', 'gpumd.mobile_species'),
+                           exclude=('gpumd.structure', 'gpumd.parameters', 'gpumd.model', 'gpumd.mobile_species',
+                                    'gpumd.restart'),
                            namespace_options={'required': False, 'populate_defaults': False,
                                               'help': 'MD on GPUMD (gpumd), through GpumdBaseWorkChain (restarts).'})
         # the CalcJobs' own validators need the excluded structure/model; the WorkChain's validator checks them
@@ -684,7 +747,16 @@ class DiffusionWorkChain(ProtocolMixin, WorkChain):
             options['resources'].required = False
         spec.inputs.validator = _validate_inputs
 
-        spec.outline(cls.setup, cls.prepare_cell, cls.run_md, cls.inspect_md, cls.analyse, cls.fit, cls.finalise)
+        spec.outline(
+            cls.setup,
+            cls.prepare_cell,
+            if_(cls.equilibrates_separately)(cls.run_equilibration, cls.inspect_equilibration),
+            cls.run_md,
+            cls.inspect_md,
+            cls.analyse,
+            cls.fit,
+            cls.finalise,
+        )
 
         spec.output('results', valid_type=orm.Dict, help='Ea, D0, D and σ at 300 K with errors, kink test, table.')
         spec.output('diffusion', valid_type=orm.ArrayData, help='D(T), errors, D per direction, σ(T), per row.')
@@ -762,35 +834,76 @@ class DiffusionWorkChain(ProtocolMixin, WorkChain):
                             f'{width:g} Å)')
         self.ctx.structure = structure
 
-    def run_md(self):
+    def _runs(self):
+        """``(label, temperature, seed)`` of every MD run: a different seed per run (independent samples)."""
         base_seed = int(self.ctx.md.get('seed', DEFAULT_MD['seed']))
-        jobs = {}
-        self.ctx.labels = []
-        counter = 0
+        runs, counter = [], 0
         for temperature in self.ctx.temperatures:
             for replica in range(self.inputs.replicas.value):
-                label = run_label(temperature, replica)
-                # a different seed per run: replicas and temperatures must be independent samples
-                parameters = orm.Dict(md_parameters(self.ctx.md, self.ctx.engine, temperature, base_seed + counter))
-                if self.ctx.engine == 'engine':
-                    process = EngineMdCalculation
-                    inputs = AttributeDict(self.exposed_inputs(EngineMdCalculation, namespace='engine'))
-                    job = inputs
-                else:
-                    process = GpumdBaseWorkChain
-                    inputs = AttributeDict(self.exposed_inputs(GpumdBaseWorkChain, namespace='gpumd'))
-                    job = inputs.gpumd = AttributeDict(inputs.gpumd)
-                    job.mobile_species = self.inputs.mobile_species
-                job.structure = self.ctx.structure
-                job.parameters = parameters
-                if 'model' in self.inputs:
-                    job.model = self.inputs.model
-                metadata = dict(inputs.get('metadata', {}))
-                metadata.update({'label': f'md_{label}', 'call_link_label': f'md_{label}'})
-                inputs.metadata = metadata
-                jobs[label] = self.submit(process, **inputs)
-                self.ctx.labels.append((label, temperature))
+                runs.append((run_label(temperature, replica), temperature, base_seed + counter))
                 counter += 1
+        return runs
+
+    def _gpumd_inputs(self, label: str, parameters: dict) -> AttributeDict:
+        inputs = AttributeDict(self.exposed_inputs(GpumdBaseWorkChain, namespace='gpumd'))
+        job = inputs.gpumd = AttributeDict(inputs.gpumd)
+        job.mobile_species = self.inputs.mobile_species
+        job.structure = self.ctx.structure
+        job.parameters = orm.Dict(parameters)
+        job.model = self.inputs.model
+        inputs.metadata = {**dict(inputs.get('metadata', {})), 'label': label, 'call_link_label': label}
+        return inputs
+
+    def equilibrates_separately(self):
+        """GPUMD with ``md.volume = 'equilibrated_mean'``: an NPT job first, then NVT from its mean cell."""
+        return self.ctx.engine == 'gpumd' and resolved_volume(self.ctx.md, 'gpumd') == 'equilibrated_mean'
+
+    def run_equilibration(self):
+        jobs = {}
+        for label, temperature, seed in self._runs():
+            parameters = gpumd_equilibration_parameters(self.ctx.md, temperature, seed)
+            jobs[f'npt_{label}'] = self.submit(GpumdBaseWorkChain, **self._gpumd_inputs(f'npt_{label}', parameters))
+        self.report(f'submitted {len(jobs)} NPT equilibrations (GPUMD): the production runs in their mean cells')
+        return ToContext(**jobs)
+
+    def inspect_equilibration(self):
+        self.ctx.restarts = {}
+        failed = []
+        for label, _, _ in self._runs():
+            node = self.ctx[f'npt_{label}']
+            if not node.is_finished_ok or 'restart' not in node.outputs or 'thermo' not in node.outputs:
+                failed.append(f'npt_{label}: [{node.exit_status}] {node.exit_message or "no restart.xyz/thermo.out"}')
+                continue
+            restart = restart_in_mean_cell(node.outputs.restart, node.outputs.thermo,
+                                           metadata={'call_link_label': f'mean_cell_{label}'})
+            self.ctx.restarts[label] = restart
+            self.report(f'{label}: mean NPT volume {restart.base.attributes.get("mean_volume_A3"):.1f} Å³ (input '
+                        f'cell {self.ctx.structure.get_cell_volume():.1f} Å³)')
+        if failed:
+            return self.exit_codes.ERROR_MD_FAILED.format(runs=', '.join(f.split(':')[0] for f in failed),
+                                                          message='; '.join(failed))
+
+    def run_md(self):
+        jobs = {}
+        self.ctx.labels = []
+        restarts = self.ctx.get('restarts', {})
+        for label, temperature, seed in self._runs():
+            parameters = md_parameters(self.ctx.md, self.ctx.engine, temperature, seed)
+            if self.ctx.engine == 'engine':
+                inputs = AttributeDict(self.exposed_inputs(EngineMdCalculation, namespace='engine'))
+                inputs.structure = self.ctx.structure
+                inputs.parameters = orm.Dict(parameters)
+                if 'model' in self.inputs:
+                    inputs.model = self.inputs.model
+                inputs.metadata = {**dict(inputs.get('metadata', {})), 'label': f'md_{label}',
+                                   'call_link_label': f'md_{label}'}
+                jobs[label] = self.submit(EngineMdCalculation, **inputs)
+            else:
+                inputs = self._gpumd_inputs(f'md_{label}', parameters)
+                if label in restarts:
+                    inputs.gpumd.restart = restarts[label]  # NVT from the NPT state scaled to its mean cell
+                jobs[label] = self.submit(GpumdBaseWorkChain, **inputs)
+            self.ctx.labels.append((label, temperature))
         self.report(f'submitted {len(jobs)} MD runs ({self.ctx.engine}) at {self.ctx.temperatures} K')
         return ToContext(**jobs)
 

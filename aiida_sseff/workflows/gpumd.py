@@ -108,7 +108,7 @@ class GpumdBaseWorkChain(BaseRestartWorkChain):
     @classmethod
     def define(cls, spec):
         super().define(spec)
-        spec.expose_inputs(GpumdCalculation, namespace='gpumd', exclude=('restart',))
+        spec.expose_inputs(GpumdCalculation, namespace='gpumd')
         spec.expose_outputs(GpumdCalculation)
         spec.outline(
             cls.setup,
@@ -133,6 +133,7 @@ class GpumdBaseWorkChain(BaseRestartWorkChain):
         if parameters.get('compute_msd') and not parameters.get('dump_restart'):
             parameters['dump_restart'] = restart_interval(parameters, self.defaults.restart_interval_fraction)
             self.ctx.inputs.parameters = orm.Dict(parameters)
+        self.ctx.initial_restart = self.ctx.inputs.get('restart')  # a start from a given state (e.g. equilibrated)
         self.ctx.segments = []  # the msd nodes of the segments stopped early, in order
         self.ctx.steps_done = 0
         self.ctx.time_step_halved = False
@@ -185,7 +186,7 @@ class GpumdBaseWorkChain(BaseRestartWorkChain):
 
     @process_handler(priority=500, exit_codes=[GpumdCalculation.exit_codes.ERROR_MD_UNSTABLE])
     def handle_unstable(self, node):
-        """The MD blew up: run again from the start with half the time step, once."""
+        """The MD blew up: run again from the start (the initial state given, if any) with half the time step, once."""
         if self.ctx.time_step_halved:
             self.report_error_handled(node, 'unstable again with half the time step')
             return ProcessHandlerReport(True, self.exit_codes.ERROR_MD_UNSTABLE_AT_HALF_TIME_STEP)
@@ -193,6 +194,8 @@ class GpumdBaseWorkChain(BaseRestartWorkChain):
         self.ctx.inputs.parameters = orm.Dict(parameters)
         self.ctx.production_steps = int(parameters['production_steps'])
         self.ctx.inputs.pop('restart', None)
+        if self.ctx.initial_restart is not None:
+            self.ctx.inputs.restart = self.ctx.initial_restart
         self.ctx.segments, self.ctx.steps_done = [], 0
         self.ctx.time_step_halved = True
         self.report_error_handled(node, f'restarting from the start with the time step halved to '

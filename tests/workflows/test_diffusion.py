@@ -255,17 +255,26 @@ def test_md_parameters_both_engines():
 
     lines = gpumd_run_in(gpumd, '5.6').splitlines()
     assert lines[-2:] == ['compute_msd 100 500 group 0 0', 'run 100000']
-    # the GPUMD default: NPT (npt_mttk, iso, 0 GPa, pperiod = 1000 fs / 1 fs) in equilibration and production
-    npt = md_parameters({**md, 'msd_max_lag_fraction': 0.25}, 'gpumd', 900.0, 7)
+    # NPT (npt_mttk, iso, 0 GPa, pperiod = 1000 fs / 1 fs) in equilibration and production
+    npt = md_parameters({**md, 'msd_max_lag_fraction': 0.25, 'volume': 'npt'}, 'gpumd', 900.0, 7)
     assert npt['compute_msd']['n_correlation'] == 250
     lines = gpumd_run_in(npt, '5.6').splitlines()
     assert lines.count('ensemble npt_mttk temp 900 900 iso 0 0 tperiod 100 pperiod 1000') == 2
+    # the default, equilibrated_mean: an NPT job of 2 ps (no MSD, restart.xyz at its last step), then the NVT
+    # production without equilibration (it starts from that restart file in the mean cell)
+    from aiida_sseff.workflows.diffusion import gpumd_equilibration_parameters
+
+    production = md_parameters(md, 'gpumd', 900.0, 7)
+    assert production['ensemble'] == 'nvt_bdp' and production['equilibration_steps'] == 0
+    lines = gpumd_run_in(gpumd_equilibration_parameters(md, 900.0, 7), '5.6').splitlines()
+    assert lines == ['potential nep.txt', 'velocity 900 seed 7', 'time_step 1', '',
+                     'ensemble npt_mttk temp 900 900 iso 0 0 tperiod 100 pperiod 1000', 'dump_thermo 100',
+                     'dump_restart 2000', 'run 2000']
 
 
 @pytest.mark.parametrize('md, match', [
     ({'msd_max_lag_fraction': 0.7}, r'must be in \(0, 0.5\]'),
     ({'production_ps': 1.0, 'sample_interval_fs': 50.0, 'min_time_origins': 12}, r'leaves 11 time origin\(s\)'),
-    ({'volume': 'equilibrated_mean'}, 'not available for GPUMD yet'),
 ])
 def test_gpumd_md_settings_refused(md, match):
     """Nc at most half the samples; fewer time origins than asked for (20 samples, Nc = 10 → 11 origins: io's
@@ -410,8 +419,8 @@ def test_gpumd_msd_calcfunction_pressure_and_header_statistics(aiida_profile):
 @pytest.mark.reference
 def test_gpumd_branch_end_to_end_on_the_standin(aiida_profile, aiida_code_installed, aiida_localhost, gpumd_standin,
                                                 llzo_dir):
-    """The GPUMD branch end to end on the stand-in `gpumd` (real CPUNEP MD honouring run.in): NPT equilibration and
-    production (the GPUMD default), compute_msd with Nc = half the samples, an unwrapped dump. The WorkChain's MSD
+    """The GPUMD branch end to end on the stand-in `gpumd` (real CPUNEP MD honouring run.in), by default: an NPT job,
+    then NVT from its restart.xyz in the mean NPT cell, compute_msd with Nc = half the samples, an unwrapped dump. The WorkChain's MSD
     and D are recomputed independently from the stand-in's dump, and the time origins and ions the error model used
     are those run.in implies: a wrong Nc, run length or group fails here."""
     from aiida_sseff.analysis.diffusion import fit_diffusion_from_msd_curve
@@ -434,12 +443,23 @@ def test_gpumd_branch_end_to_end_on_the_standin(aiida_profile, aiida_code_instal
     for label in ('T1400K_r0', 'T1600K_r0'):
         base = next(c for c in node.called if c.process_label == 'GpumdBaseWorkChain' and c.label == f'md_{label}')
         job = base.called[0]
+        temperature = label[1:5]
+        npt = next(c for c in node.called if c.process_label == 'GpumdBaseWorkChain' and c.label == f'npt_{label}')
+        npt_run_in = npt.called[0].base.repository.get_object_content('run.in').splitlines()
+        assert npt_run_in[-4:] == [f'ensemble npt_mttk temp {temperature} {temperature} iso 0 0 tperiod 50 pperiod 500',
+                                   'dump_thermo 10', 'dump_restart 50', 'run 50']
+        # the production starts from the NPT state in its mean cell: no velocity line, no equilibration, NVT
+        mean_cell = job.inputs.restart
+        assert mean_cell.creator.process_label == 'restart_in_mean_cell'
+        assert job.base.repository.get_object_content('model.xyz') == mean_cell.get_content()
         run_in = job.base.repository.get_object_content('run.in').splitlines()
+        assert not any(line.startswith('velocity') for line in run_in)
+        assert run_in.count(f'ensemble nvt_bdp {temperature} {temperature} 50') == 1
         # GpumdBaseWorkChain saves the MSD with each restart.xyz, every max(10 % of the run, Nc samples) = 200 steps
         assert 'compute_msd 10 20 group 0 0 save_every 200' in run_in and run_in[-1] == 'run 400'
-        temperature = label[1:5]
-        assert run_in.count(f'ensemble npt_mttk temp {temperature} {temperature} iso 0 0 tperiod 50 pperiod 500') == 2
         run = node.outputs.runs[label]
+        # NVT in the mean cell: the run's volume is the NPT mean
+        assert run['volume_A3'] == pytest.approx(mean_cell.base.attributes.get('mean_volume_A3'), rel=1e-4)
         assert run['n_time_origins'] == 21 and run['n_ions'] == 56 and run['gpumd_version'] == '5.6'
         assert np.isfinite(run['pressure_mean_GPa']) and isinstance(run['pressure_warning'], bool)
         assert job.outputs.msd_check['consistent'] and job.outputs.msd_check['checked']
@@ -463,3 +483,34 @@ def test_gpumd_branch_end_to_end_on_the_standin(aiida_profile, aiida_code_instal
         # the dump of every atom gives the collective D, as on the engine path
         assert run['D_collective_cm2_s'] is not None and np.isfinite(run['D_collective_err_cm2_s'])
     assert results['results']['n_ions'] == 56
+
+
+def test_restart_in_mean_cell(aiida_profile, tmp_path):
+    """GPUMD's restart.xyz scaled to the mean cell of the second half of the NPT rows: fractional positions,
+    velocities and groups kept."""
+    from aiida_sseff.io.gpumd import read_model_xyz, write_model_xyz
+    from aiida_sseff.workflows.diffusion import restart_in_mean_cell
+
+    rng = np.random.default_rng(1)
+    atoms = Atoms('Li2O', scaled_positions=rng.uniform(size=(3, 3)), cell=np.diag([10.0, 11.0, 12.0]), pbc=True)
+    atoms.set_velocities(rng.normal(scale=0.01, size=(3, 3)))
+    write_model_xyz(atoms, tmp_path / 'restart.xyz', groups=np.array([0, 0, 1]))
+    thermo = orm.ArrayData()
+    # 8 rows of the NPT run: the first half (settling) at +10 %, the second half at a, b, c = 10.2, 11.3, 12.1 on average
+    a = np.r_[[11.0] * 4, 10.1, 10.3, 10.2, 10.2]
+    b = np.r_[[12.0] * 4, 11.3, 11.3, 11.2, 11.4]
+    c = np.r_[[13.0] * 4, 12.0, 12.2, 12.1, 12.1]
+    zero = np.zeros(8)
+    for name, values in {'cell_xx': a, 'cell_xy': zero, 'cell_xz': zero, 'cell_yx': zero, 'cell_yy': b,
+                         'cell_yz': zero, 'cell_zx': zero, 'cell_zy': zero, 'cell_zz': c,
+                         'pressure': np.r_[[1.0] * 4, [0.1] * 4]}.items():
+        thermo.set_array(name, values)
+    node = restart_in_mean_cell(orm.SinglefileData(tmp_path / 'restart.xyz'), thermo)
+    (tmp_path / 'out.xyz').write_bytes(node.get_content(mode='rb'))
+    scaled, groups = read_model_xyz(tmp_path / 'out.xyz')
+    np.testing.assert_allclose(scaled.cell.array, np.diag([10.2, 11.3, 12.1]), atol=1e-12)
+    np.testing.assert_allclose(scaled.get_scaled_positions(), atoms.get_scaled_positions(), atol=1e-6)
+    np.testing.assert_allclose(scaled.get_velocities(), atoms.get_velocities(), rtol=1e-4)  # file precision
+    assert groups[:, 0].tolist() == [0, 0, 1]
+    assert node.base.attributes.get('mean_volume_A3') == pytest.approx(10.2 * 11.3 * 12.1)
+    assert node.base.attributes.get('mean_pressure_GPa') == pytest.approx(0.1)
