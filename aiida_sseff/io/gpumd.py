@@ -670,8 +670,10 @@ def make_run_in(
         for a model without ``charge`` in its type.
     fix : ``(grouping_method, group)`` pairs frozen in both runs (``fix gid`` before GPUMD 5.3, method 0 only).
     gpumd_version : ``'X.Y[.Z]'`` or ``'dev'`` (the development branch after 5.6).
-    dump_restart : write ``restart.xyz`` (positions, velocities in Å/fs, groups) every that many steps, in both
-        runs (``dump_restart <interval>``, the same syntax in every GPUMD version; it applies to the next run only).
+    dump_restart : write ``restart.xyz`` (model.xyz format: positions, masses, velocities, groups) every that many
+        steps, in both runs. ``dump_restart <interval>`` has one positive integer in every GPUMD version
+        (``Dump_Restart::parse``); it applies to the next run only and overwrites the file. Velocities there are in
+        Å/fs since GPUMD 3.4 (GPUMD prints that warning); early versions wrote ``restart.out``.
     initial_velocities : False omits the ``velocity`` line, so GPUMD keeps the velocities of ``model.xyz``
         (a continuation from a ``restart.xyz``).
     """

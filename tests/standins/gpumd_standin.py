@@ -16,6 +16,10 @@ calorine's CPUNEP and ASE for each ``run`` in order, and writes GPUMD's files in
   ``Run N steps.``, ``Time used for this run = X second.``, ``Speed of this run = X atom*step/second.``,
   ``Time used = X s.``, ``Finished running GPUMD.``).
 
+A walltime without timing (tests must not depend on speed): with ``GPUMD_STANDIN_WALLTIME_STEPS=N`` in the
+environment the process stops dead after N MD steps in total, as a scheduler's kill would leave it (outputs so far,
+``restart.xyz`` if due, no ``msd.out`` block for the unfinished run, no ``Finished`` line, exit code 143).
+
 What GPUMD refuses it refuses the same way (``Input Error:`` block on stderr as GPUMD's ``PRINT_INPUT_ERROR``,
 exit 1), e.g. ``compute_msd`` with Nc > steps / sample_interval (msd.cu ``MSD::preprocess``). What GPUMD accepts
 but this stand-in cannot reproduce (temperature ramps, unknown keywords) is refused with ``Error: stand-in: …``.
@@ -28,6 +32,7 @@ MTK (isotropic when one pressure is given / ``iso``), nve → velocity Verlet. C
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -35,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 VERSION = '5.6'  # the headers of msd.out and thermo.out are those of GPUMD >= 5.6
+WALLTIME_EXIT_CODE = 143  # 128 + SIGTERM, what a batch scheduler's kill at the walltime leaves
 THERMO_COLUMNS = 'T KE PE sxx syy szz syz sxz sxy ax ay az bx by bz cx cy cz'
 
 
@@ -130,7 +136,7 @@ def _check_msd(run, groups, n_atoms):
     return np.flatnonzero(groups[:, method] == msd.group[1]), None
 
 
-def perform_run(atoms, groups, run, rng, velocity_set) -> None:
+def perform_run(atoms, groups, run, rng, state) -> None:
     from ase import Atoms
     from ase.constraints import FixAtoms
     from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
@@ -138,18 +144,21 @@ def perform_run(atoms, groups, run, rng, velocity_set) -> None:
     from aiida_sseff.analysis.gpumd_msd import gpumd_msd
     from aiida_sseff.io.gpumd import write_model_xyz, write_msd
 
-    if run.velocity is not None and run.velocity is not velocity_set[0]:
+    if run.velocity is not None and run.velocity is not state['velocity']:
         temperature, seed = run.velocity  # GPUMD: Maxwell-Boltzmann at T, zero total momentum
         MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=np.random.default_rng(seed))
         Stationary(atoms)
-        velocity_set[0] = run.velocity
+        state['velocity'] = run.velocity
         print(f'Initialized velocities with input T = {temperature:g} K.')
     selected = labels = None
     if run.compute_msd is not None:
         selected, labels = _check_msd(run, groups, len(atoms))
         print(f'Compute mean square displacement (MSD).\n    sample interval is {run.compute_msd.sample_interval}.\n'
               f'    number of correlation steps is {run.compute_msd.n_correlation}.')
-    fixed = [i for gm, gid in run.fix for i in np.flatnonzero(groups[:, gm] == gid)] if run.fix else []
+    needs_groups = [*run.fix, *(d.group for d in run.dumps if d.group is not None)]
+    if needs_groups and (groups is None or max(gm for gm, _ in needs_groups) >= groups.shape[1]):
+        raise StandinError('grouping method should < number of grouping methods.\n')
+    fixed = [i for gm, gid in run.fix for i in np.flatnonzero(groups[:, gm] == gid)]
     atoms.set_constraint(FixAtoms(indices=fixed) if fixed else None)
     dynamics = _dynamics(atoms, run, rng)
     cell_at_start = atoms.cell.array.copy()
@@ -165,6 +174,9 @@ def perform_run(atoms, groups, run, rng, velocity_set) -> None:
     while done < run.steps:
         # the next step s (0-based) after which some output is due: (s + 1) % interval == 0
         target = min([run.steps, *((done // i + 1) * i for i in intervals)])
+        if state['walltime_steps'] is not None:
+            target = min(target, done + state['walltime_steps'])
+            state['walltime_steps'] -= target - done
         dynamics.run(target - done)
         done, step = target, target - 1
         if not np.isfinite(atoms.positions).all():
@@ -183,6 +195,9 @@ def perform_run(atoms, groups, run, rng, velocity_set) -> None:
             restart.wrap()
             write_model_xyz(restart, 'restart.xyz.tmp', groups=None if groups is None else groups.T)
             Path('restart.xyz.tmp').replace('restart.xyz')
+        if state['walltime_steps'] == 0:  # killed as by a scheduler at its walltime: no message, no msd.out block
+            sys.stdout.flush()
+            os._exit(WALLTIME_EXIT_CODE)
     used = max(time.perf_counter() - start, 1e-9)
     print(f'Time used for this run = {used:g} second.\nSpeed of this run = {len(atoms) * run.steps / used:g} '
           f'atom*step/second.')
@@ -196,8 +211,6 @@ def perform_run(atoms, groups, run, rng, velocity_set) -> None:
 
 
 def main() -> int:
-    from calorine.calculators import CPUNEP
-
     from aiida_sseff.io.gpumd import read_model_xyz, read_run_in
 
     begin = time.perf_counter()
@@ -226,10 +239,14 @@ def main() -> int:
         if len(potentials) != 1 or not Path(potentials[0]).is_file():
             raise StandinError(f'stand-in: expected one potential file before the first run, got {potentials}.',
                                input_error=not potentials or len(potentials) == 1)
+        from calorine.calculators import CPUNEP
+
         atoms.calc = CPUNEP(potentials[0])
-        rng, velocity_set = np.random.default_rng(0), [None]
+        walltime = os.environ.get('GPUMD_STANDIN_WALLTIME_STEPS')
+        state = {'velocity': None, 'walltime_steps': int(walltime) if walltime else None}
+        rng = np.random.default_rng(0)
         for run in runs:
-            perform_run(atoms, groups, run, rng, velocity_set)
+            perform_run(atoms, groups, run, rng, state)
     except StandinError as exception:
         header = 'Input Error:' if exception.input_error else 'Error:'
         sys.stderr.write(f'{header}\n    File:       gpumd_standin.py\n    Error text: {exception}\n')

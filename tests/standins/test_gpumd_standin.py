@@ -164,3 +164,52 @@ def test_refuses_what_gpumd_refuses(llzo, gpumd_standin, tmp_path, msd_line, err
 def test_refuses_missing_files(gpumd_standin, tmp_path):
     result = _run(gpumd_standin, tmp_path)
     assert result.returncode == 1 and 'Failed to open run.in' in result.stderr
+
+
+@pytest.mark.slow
+def test_runs_in_sequence_with_their_ensembles_and_fix(llzo, gpumd_standin, tmp_path):
+    """Three runs (Nosé–Hoover chain, Langevin with La fixed, Berendsen NPT), each with its own thermo block; the
+    fixed La do not move during their run (GPUMD's `fix`: zero velocity and force), the others do."""
+    atoms, model = llzo
+    _prepare(tmp_path, atoms, model, 'potential nep.txt\nvelocity 1200 seed 2\ntime_step 1\n'
+                                     'ensemble nvt_nhc 1200 1200 100\ndump_thermo 10\nrun 20\n'
+                                     'ensemble nvt_lan 1200 1200 100\nfix 0 1\ndump_thermo 10\n'
+                                     'dump_xyz -1 0 10 fixed.xyz unwrapped_position\nrun 20\n'
+                                     'ensemble npt_ber 1200 1200 100 0 100 1000\ndump_thermo 5\nrun 20\n')
+    result = _run(gpumd_standin, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count('Speed of this run') == 3
+    thermo = read_thermo(tmp_path / 'thermo.out')
+    assert thermo.groupby('block').size().tolist() == [2, 2, 4]
+    assert np.ptp(thermo['volume'][:4]) == 0 and np.ptp(thermo['volume'][4:]) > 0  # only npt_ber moves the cell
+    from ase.io import read
+
+    first, last = read(tmp_path / 'fixed.xyz', index=0), read(tmp_path / 'fixed.xyz', index=-1)
+    la = np.array(first.get_chemical_symbols()) == 'La'
+    moved = np.linalg.norm(last.arrays['unwrapped_position'] - first.arrays['unwrapped_position'], axis=1)
+    assert moved[la].max() == 0.0 and moved[~la].min() > 0.0
+
+
+def test_refuses_what_it_cannot_reproduce(llzo, gpumd_standin, tmp_path):
+    atoms, model = llzo
+    _prepare(tmp_path, atoms, model, 'potential nep.txt\nensemble nvt_ber 300 1200 100\nrun 10\n')
+    result = _run(gpumd_standin, tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.startswith('Error:') and 'temperature ramp 300 -> 1200 K is not reproduced' in result.stderr
+
+
+def test_walltime_kill_leaves_a_restart(llzo, gpumd_standin, tmp_path):
+    """GPUMD_STANDIN_WALLTIME_STEPS=25: killed after 25 of 40 steps, with restart.xyz of step 20, thermo rows so far,
+    no msd.out block and no `Finished running GPUMD.`."""
+    import os
+
+    atoms, model = llzo
+    _prepare(tmp_path, atoms, model, 'potential nep.txt\nvelocity 1200 seed 2\nensemble nvt_bdp 1200 1200 100\n'
+                                     'dump_thermo 5\ndump_restart 10\ncompute_msd 5 2\nrun 40\n')
+    result = subprocess.run([str(gpumd_standin)], cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                            env={**os.environ, 'GPUMD_STANDIN_WALLTIME_STEPS': '25'})
+    assert result.returncode == 143 and result.stderr == ''
+    assert 'Finished running GPUMD' not in result.stdout and 'Speed of this run' not in result.stdout
+    assert len(read_thermo(tmp_path / 'thermo.out')) == 5 and not (tmp_path / 'msd.out').exists()
+    restart, _ = read_model_xyz(tmp_path / 'restart.xyz')
+    assert len(restart) == 192 and np.any(restart.get_velocities())
