@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from aiida_sseff.cli import cmd_root
+from aiida_sseff.cli.root import cmd_root
 
 SHIPPED_STRUCTURES = {'Li10GeP2S12': 'Li10GeP2S12.cif'}
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from aiida_sseff.cli import cmd_root
+from aiida_sseff.cli.root import cmd_root
 
 ENGINE_CODE_LABEL = 'sseff-engine'
 NEPPO_CODE_LABEL = 'neppo'

@@ -11,8 +11,7 @@ import click
 import numpy as np
 from aiida.cmdline.params import arguments
 
-from aiida_sseff.cli.cmd_analyze import cmd_analyze, cmd_plot
-from aiida_sseff.cli.cmd_show import cmd_show
+from aiida_sseff.cli.root import cmd_analyze, cmd_plot, cmd_show
 
 #: option types that refuse, with the option's name, what is not physical
 _POSITIVE = click.FloatRange(min=0, min_open=True)

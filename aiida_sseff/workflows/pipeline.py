@@ -33,12 +33,12 @@ def collect_candidates(**snapshots: LabelledDataset) -> LabelledDataset:
 def select_structures(candidates: LabelledDataset, n_structures: orm.Int) -> LabelledDataset:
     """Select ``n_structures`` candidates by farthest-point sampling of untrained-NEP descriptors.
 
-    See :func:`aiida_sseff.workflows.selection.candidate_descriptors` for the descriptor used.
+    Per-species means of the untrained-NEP descriptor (:func:`aiida_sseff.analysis.sampling.select_by_fps`).
     """
-    from aiida_sseff.workflows.selection import select_indices
+    from aiida_sseff.analysis.sampling import select_by_fps
 
     structures = candidates.get_ase()
-    indices = select_indices(structures, n_structures.value)
+    indices = [int(i) for i in select_by_fps(structures, n_structures.value, per_species=True)[0].indices]
     selected = [structures[i] for i in indices]
     for index, atoms in zip(indices, selected, strict=True):
         atoms.info['candidate_index'] = int(index)

@@ -88,7 +88,7 @@ def _dynamics(atoms, run, rng):
         if len(values) != 1:
             raise StandinError('stand-in: anisotropic target pressures are not reproduced.', input_error=False)
         p['pressure_GPa'] = values.pop()
-    return _make_dynamics(atoms, p, rng)
+    return _make_dynamics(atoms, p, rng, p['ensemble'])
 
 
 def _thermo_row(atoms) -> str:

@@ -131,28 +131,6 @@ def test_protocols_available():
         SseffPipelineWorkChain.get_protocol_inputs('fast', {'sampling': {'md': {'n_stepz': 3}}})
 
 
-def test_selection_is_fps_and_spreads_over_temperatures():
-    """FPS on the candidates picks the most distinct structures first: a far outlier is always among the picks."""
-    from ase.build import bulk
-
-    from aiida_sseff.workflows.selection import select_indices
-
-    base = bulk('LiF', 'rocksalt', a=4.03, cubic=True)
-    candidates = []
-    for seed in range(12):
-        atoms = base.copy()
-        atoms.rattle(0.02, seed=seed)
-        candidates.append(atoms)
-    outlier = base.copy()
-    outlier.rattle(0.3, seed=99)
-    candidates.insert(7, outlier)
-    picks = select_indices(candidates, 3)
-    assert len(set(picks)) == 3 and 7 in picks
-    assert select_indices(candidates, 3) == picks  # deterministic
-    with pytest.raises(ValueError, match='cannot select 20 of 13'):
-        select_indices(candidates, 20)
-
-
 @pytest.mark.slow
 def test_pipeline_training_and_diffusion_stages_are_wired(aiida_profile, engine_code, aiida_code_installed):
     """Sample → label → train (neppo) → diffusion of the trained model, on a tiny Li2O run.
