@@ -14,11 +14,11 @@ from aiida.common import AttributeDict
 from aiida.engine import ToContext, WorkChain, calcfunction, if_
 
 from aiida_sseff.analysis.geometry import replication_for_width
-from aiida_sseff.calculations.engine import EngineMdCalculation
 from aiida_sseff.data.model import MaceModel, NepModel
 from aiida_sseff.protocols.utils import ProtocolMixin
 from aiida_sseff.utils import json_safe
 from aiida_sseff.workflows.gpumd import GpumdBaseWorkChain
+from aiida_sseff.workflows.md import EngineMdBaseWorkChain
 
 __all__ = [
     'DEFAULT_ANALYSIS',
@@ -694,7 +694,7 @@ def _validate_inputs(inputs, _):
         if not isinstance(model, NepModel):
             return 'the gpumd engine needs a NEP model (`model`, a NepModel)'
     else:
-        calculator = inputs['engine'].get('calculator')
+        calculator = inputs['engine'].get('md', {}).get('calculator')
         kind = calculator.get_dict().get('kind') if calculator is not None else None
         needs = {'nep': NepModel, 'mace': MaceModel}
         if kind in needs and not isinstance(model, needs[kind]):
@@ -729,18 +729,20 @@ class DiffusionWorkChain(ProtocolMixin, WorkChain):
                    help='Replicate the cell until every perpendicular width is at least this multiple of the '
                         "`model`'s cutoff (applied at run time; with `min_cell_width` too, the larger width wins).")
         spec.input('mobile_species', valid_type=orm.Str, default=lambda: orm.Str('Li'), help='The diffusing ion.')
-        spec.expose_inputs(EngineMdCalculation, namespace='engine', exclude=('structure', 'parameters', 'model'),
+        spec.expose_inputs(EngineMdBaseWorkChain, namespace='engine',
+                           exclude=('md.structure', 'md.parameters', 'md.model', 'md.checkpoint'),
                            namespace_options={'required': False, 'populate_defaults': False,
-                                              'help': 'MD on the CPU engine (aiida-sseff-engine md).'})
+                                              'help': 'MD on the CPU engine (aiida-sseff-engine md), through '
+                                                      'EngineMdBaseWorkChain (checkpoint restarts).'})
         spec.expose_inputs(GpumdBaseWorkChain, namespace='gpumd',
                            exclude=('gpumd.structure', 'gpumd.parameters', 'gpumd.model', 'gpumd.mobile_species',
                                     'gpumd.restart'),
                            namespace_options={'required': False, 'populate_defaults': False,
                                               'help': 'MD on GPUMD (gpumd), through GpumdBaseWorkChain (restarts).'})
         # the CalcJobs' own validators need the excluded structure/model; the WorkChain's validator checks them
-        spec.inputs['engine'].validator = None
+        spec.inputs['engine']['md'].validator = None
         spec.inputs['gpumd']['gpumd'].validator = None
-        for options in (spec.inputs['engine']['metadata']['options'],
+        for options in (spec.inputs['engine']['md']['metadata']['options'],
                         spec.inputs['gpumd']['gpumd']['metadata']['options']):
             # the namespaces are not populated with defaults (only the one given is used), so a partial
             # metadata.options must not need `resources`: the CalcJob fills in its own default
@@ -795,7 +797,7 @@ class DiffusionWorkChain(ProtocolMixin, WorkChain):
         if factor and _model_cutoff(model, calculator):
             builder.min_cell_width_factor = orm.Float(float(factor))
         engine = 'gpumd' if code.get_input_plugin_name() == 'sseff.gpumd' else 'engine'
-        namespace = builder.engine if engine == 'engine' else builder.gpumd.gpumd
+        namespace = builder.engine.md if engine == 'engine' else builder.gpumd.gpumd
         namespace.code = code
         if engine == 'engine':
             if calculator is None:
@@ -890,14 +892,15 @@ class DiffusionWorkChain(ProtocolMixin, WorkChain):
         for label, temperature, seed in self._runs():
             parameters = md_parameters(self.ctx.md, self.ctx.engine, temperature, seed)
             if self.ctx.engine == 'engine':
-                inputs = AttributeDict(self.exposed_inputs(EngineMdCalculation, namespace='engine'))
-                inputs.structure = self.ctx.structure
-                inputs.parameters = orm.Dict(parameters)
+                inputs = AttributeDict(self.exposed_inputs(EngineMdBaseWorkChain, namespace='engine'))
+                inputs.md = AttributeDict(inputs.md)
+                inputs.md.structure = self.ctx.structure
+                inputs.md.parameters = orm.Dict(parameters)
                 if 'model' in self.inputs:
-                    inputs.model = self.inputs.model
-                inputs.metadata = {**dict(inputs.get('metadata', {})), 'label': f'md_{label}',
-                                   'call_link_label': f'md_{label}'}
-                jobs[label] = self.submit(EngineMdCalculation, **inputs)
+                    inputs.md.model = self.inputs.model
+                inputs.md.metadata = {**dict(inputs.md.get('metadata', {})), 'label': f'md_{label}'}
+                inputs.metadata = {'label': f'md_{label}', 'call_link_label': f'md_{label}'}
+                jobs[label] = self.submit(EngineMdBaseWorkChain, **inputs)
             else:
                 inputs = self._gpumd_inputs(f'md_{label}', parameters)
                 if label in restarts:
@@ -973,7 +976,7 @@ class DiffusionWorkChain(ProtocolMixin, WorkChain):
 
 def _calculator_of(inputs) -> dict | None:
     engine = inputs.get('engine') or {}
-    calculator = engine.get('calculator')
+    calculator = (engine.get('md') or {}).get('calculator')
     return calculator.get_dict() if calculator is not None else None
 
 

@@ -145,6 +145,8 @@ class EngineMdBaseWorkChain(BaseRestartWorkChain):
                        message='Atoms still came too close after a restart with the time step reduced to '
                                '{timestep_fs} fs ({message}): the model lets atoms collapse (no short-range '
                                'repulsion?), or the structure is wrong.')
+        spec.exit_code(413, 'ERROR_ENGINE_REFUSED',
+                       message='The engine refused or failed ([{status}] {message}): a restart would fail the same way.')
         spec.exit_code(412, 'ERROR_NO_CHECKPOINT',
                        message='The run stopped ({message}) before it wrote a checkpoint, so it cannot be continued: '
                                'give it more wall time or a shorter `checkpoint_interval`.')
@@ -213,7 +215,23 @@ class EngineMdBaseWorkChain(BaseRestartWorkChain):
     def handle_atoms_too_close(self, node):
         """Two atoms closer than ``min_distance_A``: once more with half the time step, then
         ``ERROR_ATOMS_TOO_CLOSE``."""
+        if 'at step 0 ' in (node.exit_message or ''):
+            # the structure given was already too dense: a shorter time step cannot help
+            self.report_error_handled(node, 'the input structure itself has atoms too close: giving up')
+            return ProcessHandlerReport(True, self.exit_codes.ERROR_ATOMS_TOO_CLOSE.format(
+                timestep_fs=f"{validate_md_parameters(self.ctx.inputs.parameters.get_dict())['timestep_fs']:g}",
+                message=node.exit_message))
         return self._halve_timestep(node, self.exit_codes.ERROR_ATOMS_TOO_CLOSE)
+
+    @process_handler(priority=100, exit_codes=[EngineMdCalculation.exit_codes.ERROR_INVALID_INPUT,
+                                               EngineMdCalculation.exit_codes.ERROR_UNKNOWN_ELEMENT,
+                                               EngineMdCalculation.exit_codes.ERROR_ENGINE_EXCEPTION])
+    def handle_refused(self, node):
+        """Input the engine refuses, an element the model does not know, an exception: no restart can help, so stop
+        at once with the engine's own message (aiida-core's unhandled-failure path would rerun it and lose it)."""
+        self.report_error_handled(node, 'not recoverable by a restart: giving up')
+        return ProcessHandlerReport(True, self.exit_codes.ERROR_ENGINE_REFUSED.format(status=node.exit_status,
+                                                                                      message=node.exit_message))
 
     def get_outputs(self, node):
         """The last run's outputs; with several segments, their trajectory, thermo, snapshots and results joined."""

@@ -2,7 +2,8 @@
 
 Candidates come from any combination of
 
-* MD snapshots: the engine MD (:class:`~aiida_sseff.calculations.engine.EngineMdCalculation`) at several
+* MD snapshots: the engine MD (:class:`~aiida_sseff.workflows.md.EngineMdBaseWorkChain`, which restarts a run from its
+  checkpoint after a wall time and halves the time step once after an instability) at several
   temperatures, with a given model (``NepModel``/``MaceModel``) or the CHGNet surrogate;
 * perturbations of a structure: Gaussian rattles of given amplitudes and random strains within a given range, made by
   the calcfunctions :func:`rattle_structure` and :func:`strain_structure` (so they are in the provenance graph);
@@ -36,10 +37,10 @@ from aiida_sseff.analysis.sampling import (
     select_by_fps,
     strained_structures,
 )
-from aiida_sseff.calculations.engine import EngineMdCalculation
 from aiida_sseff.data.dataset import LabelledDataset, merge_datasets, subset_dataset
 from aiida_sseff.data.model import NepModel
 from aiida_sseff.protocols.utils import ProtocolMixin
+from aiida_sseff.workflows.md import EngineMdBaseWorkChain
 
 __all__ = (
     'ReductionSeriesWorkChain',
@@ -171,20 +172,21 @@ def _validate_md(md: dict) -> str | None:
         return f'md.temperatures must be positive numbers (K); got {temperatures}'
     if len(set(temperatures)) != len(temperatures):
         return f'md.temperatures has duplicates: {temperatures}'
-    if 'parameters' not in md:
-        return 'md.parameters is required (MD parameters of the engine, without temperature_K)'
-    parameters = md['parameters'].get_dict()
+    job = md.get('md') or {}  # the inputs of each EngineMdBaseWorkChain's CalcJob
+    if 'parameters' not in job:
+        return 'md.md.parameters is required (MD parameters of the engine, without temperature_K)'
+    parameters = job['parameters'].get_dict()
     if 'temperature_K' in parameters:
-        return 'give temperatures in md.temperatures, not md.parameters.temperature_K'
+        return 'give temperatures in md.temperatures, not md.md.parameters.temperature_K'
     snapshot = parameters.get('snapshot_interval', 0)
     if not snapshot:
-        return 'md.parameters.snapshot_interval must be > 0: the snapshots are the candidates'
+        return 'md.md.parameters.snapshot_interval must be > 0: the snapshots are the candidates'
     if snapshot > parameters.get('n_steps', 1000):
-        return 'md.parameters.snapshot_interval is longer than n_steps: the MD would give no snapshot'
-    if 'code' not in md:
-        return 'md.code (the aiida-sseff-engine code) is required to run the MD'
-    if 'calculator' not in md:
-        return 'md.calculator is required: e.g. {"kind": "chgnet"}, or {"kind": "nep"} with md.model'
+        return 'md.md.parameters.snapshot_interval is longer than n_steps: the MD would give no snapshot'
+    if 'code' not in job:
+        return 'md.md.code (the aiida-sseff-engine code) is required to run the MD'
+    if 'calculator' not in job:
+        return 'md.md.calculator is required: e.g. {"kind": "chgnet"}, or {"kind": "nep"} with md.md.model'
     return None
 
 
@@ -194,7 +196,7 @@ def expected_candidates(inputs) -> int:
 
     count = 0
     if 'md' in inputs and inputs['md']:
-        parameters = {**DEFAULT_MD_PARAMETERS, **inputs['md']['parameters'].get_dict()}
+        parameters = {**DEFAULT_MD_PARAMETERS, **inputs['md']['md']['parameters'].get_dict()}
         count += len(inputs['md']['temperatures'].get_list()) * (parameters['n_steps'] //
                                                                   parameters['snapshot_interval'])
     perturbations = inputs.get('perturbations') or {}
@@ -228,11 +230,11 @@ def _validate_sampling(inputs, _):
         message = _validate_md(md)
         if message:
             return message
-        md_model = md.get('model')
+        md_model = (md.get('md') or {}).get('model')
         if md_model is not None and md_model.elements and 'structure' in inputs:
             missing = sorted(set(inputs['structure'].get_symbols_set()) - set(md_model.elements))
             if missing:
-                return (f'md.model does not know the element(s) {", ".join(missing)} of the structure (it knows '
+                return (f'md.md.model does not know the element(s) {", ".join(missing)} of the structure (it knows '
                         f'{", ".join(md_model.elements)})')
     if perturbations:
         message = _validate_perturbations(perturbations)
@@ -303,9 +305,12 @@ class SamplingWorkChain(ProtocolMixin, WorkChain):
         super().define(spec)
         spec.input('structure', valid_type=orm.StructureData, required=False,
                    help='The starting structure of the MD runs and of the rattles/strains (periodic).')
-        spec.expose_inputs(EngineMdCalculation, namespace='md', exclude=('structure',),
+        spec.expose_inputs(EngineMdBaseWorkChain, namespace='md', exclude=('md.structure', 'md.checkpoint'),
                            namespace_options={'required': False, 'populate_defaults': False,
-                                              'help': 'MD sampling with the engine, one run per temperature.'})
+                                              'help': 'MD sampling with the engine (EngineMdBaseWorkChain: '
+                                                      'checkpoint restarts), one run per temperature.'})
+        # the CalcJob's own validator needs the structure, given per run; the sampling validator checks the rest
+        spec.inputs['md']['md'].validator = None
         spec.input('md.temperatures', valid_type=orm.List, required=False,
                    help='Temperatures (K), one MD run each (seeds: md.parameters.seed + index).')
         spec.input_namespace('perturbations', required=False, populate_defaults=False,
@@ -375,16 +380,16 @@ class SamplingWorkChain(ProtocolMixin, WorkChain):
             builder.structure = structure
             if code is not None:
                 md = inputs['md']
-                builder.md.code = code
+                builder.md.md.code = code
                 builder.md.temperatures = orm.List([float(t) for t in md['temperatures']])
-                builder.md.parameters = orm.Dict(md['parameters'])
+                builder.md.md.parameters = orm.Dict(md['parameters'])
                 calculator = dict(md['calculator'])
                 if model is not None:
                     calculator['kind'] = 'nep' if isinstance(model, NepModel) else 'mace'
-                    builder.md.model = model
-                builder.md.calculator = orm.Dict(calculator)
+                    builder.md.md.model = model
+                builder.md.md.calculator = orm.Dict(calculator)
                 if options:
-                    builder.md.metadata.options = options
+                    builder.md.md.metadata.options = options
             perturbations = inputs['perturbations']
             if perturbations.get('rattle_amplitudes'):
                 builder.perturbations.rattle_amplitudes = orm.List([float(a) for a in
@@ -425,20 +430,22 @@ class SamplingWorkChain(ProtocolMixin, WorkChain):
         return bool(self.inputs.get('md'))
 
     def run_md(self):
-        inputs = AttributeDict(self.exposed_inputs(EngineMdCalculation, namespace='md'))
-        parameters = inputs.parameters.get_dict()
+        inputs = AttributeDict(self.exposed_inputs(EngineMdBaseWorkChain, namespace='md'))
+        parameters = inputs.md.parameters.get_dict()
         base_seed = int(parameters.get('seed', 1))
-        metadata = dict(inputs.get('metadata', {}))
+        metadata = dict(inputs.md.get('metadata', {}))
         self.ctx.md_labels = []
         jobs = {}
         for index, temperature in enumerate(float(t) for t in self.inputs.md.temperatures.get_list()):
             label = f'md_{temperature:g}K'
             job = AttributeDict(inputs)
-            job.structure = self.inputs.structure
+            job.md = AttributeDict(inputs.md)
+            job.md.structure = self.inputs.structure
             # a different seed per temperature: independent samples, not one trajectory rescaled
-            job.parameters = orm.Dict({**parameters, 'temperature_K': temperature, 'seed': base_seed + index})
-            job.metadata = {**metadata, 'label': label, 'call_link_label': label}
-            jobs[label] = self.submit(EngineMdCalculation, **job)
+            job.md.parameters = orm.Dict({**parameters, 'temperature_K': temperature, 'seed': base_seed + index})
+            job.md.metadata = {**metadata, 'label': label}
+            job.metadata = {'label': label, 'call_link_label': label}
+            jobs[label] = self.submit(EngineMdBaseWorkChain, **job)
             self.ctx.md_labels.append((label, temperature))
             self.report(f'submitted {label} <{jobs[label].pk}>')
         return ToContext(**jobs)

@@ -117,9 +117,9 @@ def quick_builder(engine_code, case, temperatures):
     # no equilibration, so NVT at the input cell (an explicit choice; the default volume needs an NPT equilibration)
     builder.md = orm.Dict({'timestep_fs': 2.0, 'equilibration_ps': 0.0, 'production_ps': production,
                            'sample_interval_fs': 1000 * production / 20, 'volume': 'input'})
-    builder.engine.code = engine_code
-    builder.engine.calculator = orm.Dict(case['calculator'])
-    builder.engine.metadata.options = {'max_wallclock_seconds': 1800}  # partial options: resources default kept
+    builder.engine.md.code = engine_code
+    builder.engine.md.calculator = orm.Dict(case['calculator'])
+    builder.engine.md.metadata.options = {'max_wallclock_seconds': 1800}  # partial options: resources default kept
     return builder
 
 
@@ -132,7 +132,8 @@ def test_too_few_diffusion_events(engine_code, quick_case):
     run = node.outputs.runs['T300K_r0']
     assert run['diffusive'] is False and run['msd_end_A2'] < 2.0
     assert 'results' not in node.outputs
-    job = node.called[0]
+    base = next(c for c in node.called if c.process_label == 'EngineMdBaseWorkChain')  # the restart wrapper
+    job = base.called[0]
     assert job.get_option('max_wallclock_seconds') == 1800 and job.get_option('resources')['num_machines'] == 1
 
 
@@ -157,7 +158,7 @@ def test_failed_md_exit_code(engine_code, quick_case):
 # ------------------------------------------------------------------------------------------------ input refusals
 def _inputs(engine_code, **changes):
     inputs = {'structure': li2o(), 'temperatures': orm.List([800.0, 1000.0]),
-              'engine': {'code': engine_code, 'calculator': orm.Dict({'kind': 'chgnet'})}}
+              'engine': {'md': {'code': engine_code, 'calculator': orm.Dict({'kind': 'chgnet'})}}}
     inputs.update(changes)
     return inputs
 
@@ -187,7 +188,7 @@ def test_inputs_refused(aiida_profile, engine_code, aiida_code_installed, change
             inputs['structure'] = orm.StructureData(ase=Atoms('MgO', cell=[4.2] * 3, pbc=True,
                                                                 scaled_positions=[[0, 0, 0], [0.5, 0.5, 0.5]]))
         elif key == 'calculator':
-            inputs['engine']['calculator'] = orm.Dict(value)
+            inputs['engine']['md']['calculator'] = orm.Dict(value)
         elif key == 'gpumd':
             inputs['gpumd'] = {'gpumd': {'code': aiida_code_installed(default_calc_job_plugin='sseff.gpumd',
                                                                       filepath_executable='/bin/true')}}
@@ -196,7 +197,7 @@ def test_inputs_refused(aiida_profile, engine_code, aiida_code_installed, change
         elif key == 'mobile_species':
             inputs[key] = orm.Str(value)
         elif key == 'min_cell_width_factor':
-            inputs['engine']['calculator'] = orm.Dict({'kind': 'emt'})  # a calculator of unknown range
+            inputs['engine']['md']['calculator'] = orm.Dict({'kind': 'emt'})  # a calculator of unknown range
             inputs[key] = orm.Float(value)
         else:
             inputs[key] = orm.Dict(value)

@@ -162,8 +162,8 @@ def test_builder_is_the_stages_builders(aiida_profile, engine_code):
     builder = SseffPipelineWorkChain.get_builder_from_protocol(engine_code, structure, protocol='fast')
     own = SamplingWorkChain.get_builder_from_protocol(
         engine_code, structure, protocol='fast', overrides=SseffPipelineWorkChain.get_protocol_inputs('fast')['sampling'])
-    assert builder.sampling.md.parameters.get_dict() == own.md.parameters.get_dict()
-    assert builder.sampling.md.parameters['n_steps'] == 250  # pipeline.yaml fast, over sampling.yaml fast (200)
+    assert builder.sampling.md.md.parameters.get_dict() == own.md.md.parameters.get_dict()
+    assert builder.sampling.md.md.parameters['n_steps'] == 250  # pipeline.yaml fast, over sampling.yaml fast (200)
     assert builder.sampling.selection.n_structures.value == 24
     assert builder.labelling.labeller.value == 'surrogate'
     assert builder.labelling.surrogate.calculator.get_dict() == {'kind': 'chgnet'}

@@ -101,12 +101,12 @@ def test_sampling_md_perturbations_dataset_and_seed_set(aiida_profile, engine_co
     """Engine MD (EMT, 2 temperatures) + rattles + strains + a labelled dataset, away from a seed set."""
     builder = SamplingWorkChain.get_builder()
     builder.structure = orm.StructureData(ase=copper())
-    builder.md.code = engine_code
-    builder.md.calculator = orm.Dict({'kind': 'emt'})
+    builder.md.md.code = engine_code
+    builder.md.md.calculator = orm.Dict({'kind': 'emt'})
     builder.md.temperatures = orm.List([300.0, 900.0])
-    builder.md.parameters = orm.Dict({'n_steps': 20, 'snapshot_interval': 5, 'thermo_interval': 5,
+    builder.md.md.parameters = orm.Dict({'n_steps': 20, 'snapshot_interval': 5, 'thermo_interval': 5,
                                       'trajectory_interval': 5, 'seed': 3})
-    builder.md.metadata.options.custom_scheduler_commands = '# sseff sampling test'
+    builder.md.md.metadata.options.custom_scheduler_commands = '# sseff sampling test'
     builder.perturbations.rattle_amplitudes = orm.List([0.05])
     builder.perturbations.n_rattles = orm.Int(3)
     builder.perturbations.strain_range = orm.List([-0.02, 0.02])
@@ -125,10 +125,10 @@ def test_sampling_md_perturbations_dataset_and_seed_set(aiida_profile, engine_co
     sources = [atoms.info['candidate_source'] for atoms in candidates.get_ase()]
     assert sources.count('md_T00300K') == 4 and sources.count('md_T00900K') == 4
     assert sources.count('rattles') == 3 and sources.count('strains') == 2 and sources.count('dataset') == 2
-    md_jobs = [n for n in node.called if n.process_label == 'EngineMdCalculation']
+    md_jobs = [n for n in node.called if n.process_label == 'EngineMdBaseWorkChain']
     assert sorted(n.label for n in md_jobs) == ['md_300K', 'md_900K']
-    assert sorted(n.inputs.parameters['seed'] for n in md_jobs) == [3, 4]
-    assert all(n.get_option('custom_scheduler_commands') == '# sseff sampling test' for n in md_jobs)
+    assert sorted(n.inputs.md.parameters['seed'] for n in md_jobs) == [3, 4]
+    assert all(n.called[0].get_option('custom_scheduler_commands') == '# sseff sampling test' for n in md_jobs)
 
     selected = results['selected']
     indices = results['indices'].get_list()
@@ -153,10 +153,10 @@ def test_md_failure_is_an_exit_code(aiida_profile, engine_code):
     """EMT does not know Li: the engine refuses, the work chain says which temperature failed and why."""
     builder = SamplingWorkChain.get_builder()
     builder.structure = orm.StructureData(ase=li2o())
-    builder.md.code = engine_code
-    builder.md.calculator = orm.Dict({'kind': 'emt'})
+    builder.md.md.code = engine_code
+    builder.md.md.calculator = orm.Dict({'kind': 'emt'})
     builder.md.temperatures = orm.List([600.0])
-    builder.md.parameters = orm.Dict({'n_steps': 10, 'snapshot_interval': 5})
+    builder.md.md.parameters = orm.Dict({'n_steps': 10, 'snapshot_interval': 5})
     builder.selection.n_structures = orm.Int(1)
     _, node = run_get_node(builder)
     assert node.exit_status == SamplingWorkChain.exit_codes.ERROR_MD_FAILED.status
@@ -259,7 +259,7 @@ def test_sampling_refuses_model_without_the_elements(llzo_paths, aiida_profile, 
         run_get_node(builder)
     builder = SamplingWorkChain.get_builder_from_protocol(engine_code, orm.StructureData(ase=copper()),
                                                           protocol='fast', model=model)
-    with pytest.raises(ValueError, match='md.model does not know the element.s. Cu'):
+    with pytest.raises(ValueError, match='md.md.model does not know the element.s. Cu'):
         run_get_node(builder)
 
 
