@@ -157,6 +157,9 @@ class MaceModel(_ModelFile):
         return self.base.attributes.get('r_max', None)
 
     def get_calculator(self, device: str = 'cpu', default_dtype: str = 'float64'):
+        from aiida_sseff.compat import import_mace
+
+        import_mace()
         from mace.calculators import MACECalculator
 
         directory = Path(tempfile.mkdtemp(prefix='sseff-mace-'))
@@ -169,6 +172,10 @@ def read_mace_attributes(path: str | Path) -> dict:
     try:
         import torch
         from ase.data import chemical_symbols
+
+        from aiida_sseff.compat import import_mace
+
+        import_mace()  # unpickling the module imports mace and e3nn: through the torch 2.13 fix
     except ImportError:
         return {}
     try:

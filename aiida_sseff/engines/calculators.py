@@ -93,6 +93,9 @@ def make_calculator(spec: dict, directory: str | Path = '.'):
 
         return CPUNEP(str(directory / spec['model']))
     if kind == 'mace':
+        from aiida_sseff.compat import import_mace
+
+        import_mace()  # the torch 2.13 / e3nn import fix, before any mace import
         from mace.calculators import MACECalculator
 
         return MACECalculator(
