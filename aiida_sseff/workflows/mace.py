@@ -3,7 +3,8 @@
 Out of wall time (the scheduler says so, or the log shows that mace-torch stopped before ``Training complete``),
 the next CalcJob gets the ``remote_folder`` of the last one as ``parent_folder``: mace-torch's ``checkpoints/`` are
 copied in and ``--restart_latest`` continues after the last saved epoch, up to the same ``max_num_epochs`` (mace
-saves an epoch only when the validation loss improves, so the epochs after the best one are trained again). A NaN
+saves an epoch only when the validation loss improves and restarts at that epoch, so training resumes from the
+best epoch so far). A NaN
 validation loss is retried once with a ten times lower learning rate. Protocols: ``protocols/mace.yaml``.
 """
 
