@@ -146,7 +146,7 @@ def trained(variant, mace_code, llzo_sets):
 @pytest.mark.slow
 @pytest.mark.parametrize(('variant', 'interactions', 'irreps'), [
     ('MACE-T0-I', 1, '8x0e'), ('MACE-T1-E', 2, '8x0e+8x1o')])
-def test_training_outputs_and_md(mace_code, engine_code, llzo_sets, variant, interactions, irreps):
+def test_training_outputs_and_md(mace_code, engine_code, llzo_sets, tmp_path, variant, interactions, irreps):
     from aiida_sseff.calculations.engine import EngineMdCalculation
 
     node = trained(variant, mace_code, llzo_sets)
@@ -189,11 +189,23 @@ def test_training_outputs_and_md(mace_code, engine_code, llzo_sets, variant, int
     # a few MD steps with the trained model through the engine, on a 192-atom LLZO cell
     structure = frames[0].copy()
     structure.calc = None
+    md_parameters = {'temperature_K': 600.0, 'n_steps': 4, 'timestep_fs': 1.0, 'thermo_interval': 2,
+                     'trajectory_interval': 2, 'snapshot_interval': 0, 'seed': 1}
+    # a structure with an element the model lacks is refused: before submission, and by the engine itself
+    foreign = structure.copy()
+    foreign[0].symbol = 'Al'
+    with pytest.raises(ValueError, match='the model does not know the element.s. Al'):
+        instantiate_process(get_manager().get_runner(), EngineMdCalculation, code=engine_code,
+                            structure=orm.StructureData(ase=foreign), model=model,
+                            calculator=orm.Dict({'kind': 'mace'}), parameters=orm.Dict(md_parameters))
+    from aiida_sseff.engines.calculators import UnknownElementError, check_elements
+
+    model_file = model.export_file(tmp_path / 'model.model')
+    with pytest.raises(UnknownElementError, match='mace model does not know the element.s. Al'):
+        check_elements(foreign.get_chemical_symbols(), {'kind': 'mace', 'model': model_file.name}, tmp_path)
     outputs, md = run_get_node(
         EngineMdCalculation, code=engine_code, structure=orm.StructureData(ase=structure), model=model,
-        calculator=orm.Dict({'kind': 'mace'}),
-        parameters=orm.Dict({'temperature_K': 600.0, 'n_steps': 4, 'timestep_fs': 1.0, 'thermo_interval': 2,
-                             'trajectory_interval': 2, 'snapshot_interval': 0, 'seed': 1}))
+        calculator=orm.Dict({'kind': 'mace'}), parameters=orm.Dict(md_parameters))
     assert md.is_finished_ok, md.exit_message
     assert outputs['trajectory'].numsteps == 3
     assert np.all(np.isfinite(outputs['thermo'].get_array('potential_energy_eV')))
