@@ -100,3 +100,60 @@ def cp2k_code(aiida_code_installed, aiida_localhost):
     aiida_localhost.set_minimum_job_poll_interval(0.0)
     return aiida_code_installed(label='cp2k', default_calc_job_plugin='sseff.cp2k', filepath_executable=executable,
                                 prepend_text='export OMP_NUM_THREADS=2')
+
+
+@pytest.fixture(scope='session')
+def gpumd_standin(tmp_path_factory) -> Path:
+    """An executable ``gpumd`` that runs tests/standins/gpumd_standin.py (CPUNEP + ASE, GPUMD's file formats) with
+    this interpreter; give it as ``filepath_executable`` of a ``sseff.gpumd`` code or run it in a folder."""
+    script = tmp_path_factory.mktemp('gpumd-standin') / 'gpumd'
+    standin = Path(__file__).parent / 'standins' / 'gpumd_standin.py'
+    script.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{standin}" "$@"\n')
+    script.chmod(0o755)
+    return script
+
+
+def _cu_al_structures(n: int, seed: int = 0) -> list:
+    """EMT-labelled 32-atom Cu/Al fcc cells: 8 + k % 6 Al atoms, cell scaled by 1 + 0.01 (k % 5 - 2), rattled 0.08 Å.
+
+    Energies, forces and stresses are stored as SinglePointCalculator results (EMT is not re-evaluated). The cells
+    are 7.3 Å wide, thinner than 2 x the 5 Å cutoff the tests train with: neppo and CPUNEP take all periodic images
+    into account, GPUMD would replicate.
+    """
+    import numpy as np
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    rng = np.random.default_rng(seed)
+    structures = []
+    for k in range(n):
+        atoms = bulk('Cu', 'fcc', a=3.65, cubic=True).repeat(2)
+        atoms.symbols[rng.choice(len(atoms), size=8 + k % 6, replace=False)] = 'Al'
+        atoms.set_cell(atoms.cell * (1 + 0.01 * (k % 5 - 2)), scale_atoms=True)
+        atoms.rattle(0.08, seed=seed * 100 + k)
+        atoms.calc = EMT()
+        results = {'energy': atoms.get_potential_energy(), 'forces': atoms.get_forces(), 'stress': atoms.get_stress()}
+        atoms.calc = SinglePointCalculator(atoms, **results)
+        structures.append(atoms)
+    return structures
+
+
+@pytest.fixture(scope='session')
+def cu_al_structures():
+    """The synthetic NEP training set, as a factory: ``cu_al_structures(n, seed=0)`` -> n labelled ase.Atoms."""
+    return _cu_al_structures
+
+
+@pytest.fixture
+def neppo_code(aiida_code_installed, aiida_localhost):
+    """The ``neppo`` console script of this environment as an InstalledCode (its name selects program neppo)."""
+    executable = Path(sys.executable).parent / 'neppo'
+    if not executable.exists():
+        executable = shutil.which('neppo')
+        if executable is None:
+            pytest.skip('neppo is not installed')
+    aiida_localhost.set_minimum_job_poll_interval(0.0)
+    return aiida_code_installed(label='neppo', default_calc_job_plugin='sseff.nep.train',
+                                filepath_executable=str(executable),
+                                prepend_text='export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}')

@@ -169,7 +169,7 @@ class KinkTest:
     chi2_two: float = float('nan')
 
 
-def detect_kink(temperatures_K, d, d_err, alpha: float = 0.01) -> KinkTest:
+def detect_kink(temperatures_K, d, d_err=None, alpha: float = 0.01) -> KinkTest:
     """Test whether two Arrhenius regimes describe ``D(T)`` significantly better than one.
 
     Two-regime model: a continuous broken line in ``(1/T, ln D)``, ``ln D = a + b·x + c·max(x - x_b, 0)`` with
@@ -182,14 +182,21 @@ def detect_kink(temperatures_K, d, d_err, alpha: float = 0.01) -> KinkTest:
 
     and flagged ``significant`` when both prefer the two regimes. With fewer than 4 temperatures the test
     has no degree of freedom left: ``testable=False``, message "not testable".
+
+    ``d_err=None`` (D without errors): the same test unweighted. The F statistic is a ratio of residual sums of
+    squares and needs no absolute errors, only that the scatter of ln D is the same at every temperature
+    (homoscedastic residuals, as in ordinary least squares); BIC uses the Gaussian likelihood with that unknown
+    scatter, ``n·ln(RSS/n) + k·ln n``. The message says "unweighted".
     """
-    t, dv, de = _check_inputs(temperatures_K, d, d_err)
+    weighted = d_err is not None
+    t, dv, de = _check_inputs(temperatures_K, d, d_err if weighted else d)
     n = t.size
     if n < 4:
         return KinkTest(testable=False, significant=False,
                         message=f'not testable: {n} temperatures, a kink test needs at least 4')
     order = np.argsort(1.0 / t)
-    x, y, s = (1.0 / t)[order], np.log(dv)[order], (de / dv)[order]
+    x, y = (1.0 / t)[order], np.log(dv)[order]
+    s = (de / dv)[order] if weighted else np.ones_like(x)  # unweighted: χ² is the residual sum of squares
     w = 1.0 / s**2
     _, _, chi2_1 = _wls(x, y, s)
     best = None
@@ -208,15 +215,21 @@ def detect_kink(temperatures_K, d, d_err, alpha: float = 0.01) -> KinkTest:
     else:
         f_stat = (chi2_1 - chi2_2) / (chi2_2 / dof2)
         p = float(stats.f.sf(f_stat, 1, dof2))
-    bic_1 = chi2_1 + 2 * np.log(n)
-    bic_2 = chi2_2 + 4 * np.log(n)
+    if weighted:
+        bic_1 = chi2_1 + 2 * np.log(n)
+        bic_2 = chi2_2 + 4 * np.log(n)
+    else:
+        tiny = 1e-300  # a perfect fit (RSS = 0) has an infinitely better likelihood
+        bic_1 = n * np.log(max(chi2_1, tiny) / n) + 2 * np.log(n)
+        bic_2 = n * np.log(max(chi2_2, tiny) / n) + 4 * np.log(n)
     delta_bic = float(bic_1 - bic_2)
     significant = bool(p < alpha and delta_bic > 0)
     # x = 1/T increasing: x > x_b is the low-temperature side, with slope b + c
     ea_high = -beta[1] * K_B_EV
     ea_low = -(beta[1] + beta[2]) * K_B_EV
     msg = (f'two regimes {"significantly " if significant else "not significantly "}better than one '
-           f'(F={f_stat:.3g}, p={p:.3g}, ΔBIC={delta_bic:.3g}); break at {1 / xb:.1f} K')
+           f'(F={f_stat:.3g}, p={p:.3g}, ΔBIC={delta_bic:.3g}); break at {1 / xb:.1f} K'
+           + ('' if weighted else '; unweighted (no D errors): assumes the same scatter of ln D at every temperature'))
     return KinkTest(testable=True, significant=significant, message=msg, break_temperature=float(1 / xb),
                     ea_low_T=float(ea_low), ea_high_T=float(ea_high), f_statistic=float(f_stat), p_value=p,
                     delta_bic=delta_bic, chi2_single=float(chi2_1), chi2_two=float(chi2_2))

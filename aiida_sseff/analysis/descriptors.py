@@ -5,14 +5,36 @@ Three kinds, all invariant under translation, rotation and atom permutation:
 * ``nep``: the per-atom descriptors of a trained NEP model (``nep.txt``), computed by calorine's
   :func:`calorine.nep.get_descriptors` (NEP_CPU; the values include the model's ``q_scaler``), averaged over the atoms
   of each structure -- the GPUMDkit/NepTrain convention.
-* ``untrained_nep``: the same NEP descriptor, for the first round when no model is trained yet. The NEP descriptor
-  does not depend on the neural network, only on the cutoffs, the basis and the expansion coefficients c_nk^{ij} of
-  the radial functions. We write a *fresh* ``nep.txt`` with calorine's :class:`calorine.nep.model.Model` (zero
-  network weights, one neuron, no ZBL) whose c_nk^{ij} are drawn from U(-1, 1) with a fixed seed -- the distribution
-  GPUMD's SNES starts training from (``SNES::initialize_mu_and_sigma``) -- and let calorine evaluate it. This is clean:
-  a fresh file given the c_nk, ``q_scaler`` of a trained model reproduces that model's descriptors bit for bit (tested),
-  and NEP_CPU ignores the neighbour-count limits of the ``cutoff`` line. Random c^{ij} differ between species pairs,
-  so the descriptor sees the species of the neighbours; the centre species enters through ``per_species``.
+* ``untrained_nep``: the NEP descriptor of a model that has not been trained, for the first round when no model
+  exists. It is *not* "the descriptor of NEP, which needs no training": in NEP the expansion coefficients c_nk of
+  the descriptor are trained together with the network, and an untrained model's are random. What is used, exactly
+  (NEP4, as GPUMD's ``find_fn`` and NEP_CPU evaluate it; ``tests/analysis/test_descriptors.py`` recomputes the
+  radial part from this definition):
+
+  - radial, n = 0 .. n_max_R: q_n^i = sum_j g_n(r_ij), g_n(r) = sum_{k=0}^{N_bas} c_nk^{t_i t_j} f_k(r), over the
+    neighbours j within r_c^R = 6 Å, with the Chebyshev basis f_k(r) = (T_k(2 (r/r_c - 1)^2 - 1) + 1) / 2 f_c(r)
+    and f_c(r) = (1 + cos(pi r / r_c)) / 2; c_nk^{t_i t_j} depends on the species of the centre i and the neighbour j;
+  - angular (r_c^A = 4 Å, its own coefficients): the three-body q_nl^i, l = 1 .. 4, = sum over pairs of
+    neighbours j, k of g_n(r_ij) g_n(r_ik) P_l(cos theta_ijk) (times GPUMD's normalisation), and one four-body
+    combination per n (l_max_4b = 2); 5 + 5 x 5 = 30 components per atom with the defaults n_max = (4, 4), basis (8, 8);
+  - the c_nk are drawn once from U(-1, 1) with ``seed=0`` (the distribution GPUMD's SNES starts training from,
+    ``SNES::initialize_mu_and_sigma``) and written with zero network weights into a fresh ``nep.txt`` by calorine's
+    :class:`calorine.nep.model.Model`, which calorine then evaluates. A fresh file given the c_nk and ``q_scaler``
+    of a trained model reproduces that model's descriptors bit for bit (tested), so nothing else differs.
+
+  Why it is acceptable for FPS, and what it cannot do: per centre species, q is one fixed linear map (the c_nk) of
+  the species-resolved basis sums B_{t,k}^i = sum_{j of species t} f_k(r_ij) (and of their angular analogues).
+  The map is the same for every structure and every call (fixed seed; species in alphabetical order), the sums are
+  invariant under translation, rotation and permutation and continuous in the positions, and different species
+  pairs get different random coefficients, so the neighbours' species are seen. A random map is a random
+  projection: it keeps 5 radial channels of the 9 x n_species basis sums, so two environments that differ only in
+  the discarded directions look alike, and distances are distorted pair by pair. FPS needs only that structures
+  that differ much are far apart: on the 25 DFT LLZO structures the rank correlation of pairwise distances with
+  those of the trained NEP25 model is 0.94-0.96 for three seeds (0.87 for ``rdf``; tested). The picks themselves
+  differ from those of the trained descriptor (3 of the first 6 and 6 of the first 12 agree there): greedy FPS
+  turns small differences between near-equal distances into different picks. From the second round on, use the
+  trained model (``nep``).
+
   By default the per-atom components are scaled by 1/(max - min) over all atoms passed in the call (what GPUMD's
   ``q_scaler`` does over a training set), so radial and angular parts weigh alike in distances. Describe the existing
   set and the candidates in **one call** when they are compared.
@@ -41,7 +63,9 @@ from ase.data import atomic_numbers
 from ase.neighborlist import neighbor_list
 
 __all__ = (
+    'check_species_covered',
     'nep_descriptors',
+    'nep_model_types',
     'rdf_descriptors',
     'structure_descriptors',
     'untrained_nep_descriptors',
@@ -110,6 +134,35 @@ def _reduce(per_atom: np.ndarray, symbols: np.ndarray, types: Sequence[str], per
     return per_atom.mean(axis=0)
 
 
+def nep_model_types(model_path) -> tuple[str, ...]:
+    """The species of the NEP model file ``model_path``, read by calorine; a ValueError naming the file otherwise.
+
+    calorine's own messages (``Unknown field: 1`` for a file of numbers) do not say which file or what was expected:
+    this check does, before any descriptor is computed.
+    """
+    from calorine.nep import read_model
+
+    path = Path(model_path)
+    expected = ("expected a NEP model (nep.txt written by GPUMD's nep or neppo, whose first line is like "
+                "`nep4 3 Li La O`)")
+    if not path.is_file():
+        raise ValueError(f'NEP model file `{path}` does not exist' if not path.exists() else
+                         f'NEP model `{path}` is not a file; {expected}')
+    try:
+        with path.open(encoding='utf-8') as handle:
+            first = handle.readline().strip()
+    except (OSError, UnicodeDecodeError) as exception:
+        raise ValueError(f'cannot read `{path}` ({exception}); {expected}') from exception
+    if not first.split() or not first.split()[0].lower().startswith('nep'):
+        raise ValueError(f'`{path}` is not a NEP model: its first line is `{first[:60]}`; {expected}')
+    try:
+        model = read_model(str(path))
+    except Exception as exception:  # calorine raises ValueError/IndexError/OSError depending on where the file breaks
+        raise ValueError(f'`{path}` is not a readable NEP model ({type(exception).__name__}: {exception}); '
+                         f'{expected}') from exception
+    return tuple(model.types)
+
+
 def nep_descriptors(structures, model_path, per_species: bool = False, species: str | None = None) -> np.ndarray:
     """Per-structure mean of the per-atom descriptors of a NEP model.
 
@@ -122,13 +175,9 @@ def nep_descriptors(structures, model_path, per_species: bool = False, species: 
         model's descriptor length (radial + angular), components as calorine returns them (scaled by ``q_scaler``).
     :raises ValueError: missing model file, species not covered by the model, bad options, empty input.
     """
-    from calorine.nep import read_model
-
     model_path = Path(model_path)
-    if not model_path.is_file():
-        raise ValueError(f'NEP model file {model_path} does not exist')
+    types = nep_model_types(model_path)
     structures = _as_structures(structures)
-    types = tuple(read_model(str(model_path)).types)
     _check_species_options(types, per_species, species)
     check_species_covered(structures, types, f'the model {model_path}')
     vectors = []

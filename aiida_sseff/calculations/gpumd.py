@@ -23,12 +23,15 @@ DEFAULT_GPUMD_VERSION = '5.6'
 _RUN_IN_KEYS = (
     'temperature', 'production_steps', 'equilibration_steps', 'time_step_fs', 'ensemble', 'temperature_end',
     'temperature_coupling', 'pressure', 'pressure_direction', 'pressure_coupling', 'equilibration_ensemble',
-    'velocity_seed', 'dump_thermo', 'kspace', 'kspace_spacing', 'fix',
+    'velocity_seed', 'dump_thermo', 'kspace', 'kspace_spacing', 'fix', 'min_time_origins', 'dump_restart',
 )
 _MSD_KEYS = ('sample_interval', 'n_correlation', 'save_every', 'all_groups')
 _DUMP_KEYS = ('interval', 'filename', 'properties', 'precision', 'style', 'velocity', 'force', 'mobile_only')
 
 LOG_FILENAME = 'log'
+RESTART_FILENAME = 'restart.xyz'
+#: the cumulative MSDs that ``compute_msd … save_every n`` writes (``msd_step<step>.out``, msd.cu)
+MSD_STEP_PATTERN = 'msd_step*.out'
 STDERR_FILENAME = 'gpumd.err'
 POTENTIAL_FILENAME = 'nep.txt'
 
@@ -45,16 +48,20 @@ def resolve_gpumd_version(gpumd_version=None, code=None) -> str:
     return DEFAULT_GPUMD_VERSION
 
 
-def gpumd_run_in(parameters: dict, gpumd_version: str, model_header: str | None = None) -> str:
+def gpumd_run_in(parameters: dict, gpumd_version: str, model_header: str | None = None,
+                 restart: bool = False) -> str:
     """Text of ``run.in`` from the CalcJob's ``parameters`` (raises ``ValueError`` naming the bad key).
 
     ``parameters``: the arguments of :func:`aiida_sseff.io.gpumd.make_run_in` (``temperature`` K,
     ``production_steps``, ``equilibration_steps``, ``time_step_fs`` fs, ``ensemble``, …) plus
     ``compute_msd`` = ``{sample_interval, n_correlation, [save_every], [all_groups]}`` (default: every 10 steps,
     lags up to half the production run; MSD of group 0 of grouping method 0, the mobile species, or of every
-    group with ``all_groups: true``) and an optional ``dump`` = ``{interval, [filename], [properties],
+    group with ``all_groups: true``; ``compute_msd: null`` for none, e.g. an NPT equilibration job) and an optional ``dump`` = ``{interval, [filename], [properties],
     [precision], [style], [velocity], [force], [mobile_only]}``. Charge-aware (qNEP) models get ``kspace ewald``
-    unless ``kspace`` says otherwise.
+    unless ``kspace`` says otherwise. ``dump_restart`` (steps) writes ``restart.xyz`` that often and, unless
+    ``compute_msd.save_every`` is given, saves the MSD accumulated so far at the same steps (``msd_step<n>.out``),
+    so that a run stopped by its wall time can be continued and its MSD kept. ``restart=True`` (a continuation
+    from a ``restart.xyz`` as model.xyz) omits the ``velocity`` line: GPUMD keeps the file's velocities.
     """
     from aiida_sseff.io.gpumd import ComputeMsd, TrajectoryDump, make_run_in
 
@@ -71,6 +78,7 @@ def gpumd_run_in(parameters: dict, gpumd_version: str, model_header: str | None 
     charged = model_header is not None and 'charge' in model_header.split()[0]
     if charged and kwargs.get('kspace') is None:
         kwargs['kspace'] = 'ewald'  # qNEP: the long-range part needs a k-space solver
+    with_msd = not ('compute_msd' in parameters and parameters['compute_msd'] is None)
     msd = dict(parameters.get('compute_msd') or {})
     unknown = sorted(set(msd) - set(_MSD_KEYS))
     if unknown:
@@ -80,13 +88,21 @@ def gpumd_run_in(parameters: dict, gpumd_version: str, model_header: str | None 
     n_correlation = msd.get('n_correlation')
     if n_correlation is None and isinstance(production, int) and isinstance(sample_interval, int) and sample_interval:
         n_correlation = max(production // (2 * sample_interval), 1)
+    save_every = msd.get('save_every')
+    if save_every is None and parameters.get('dump_restart'):
+        save_every = parameters['dump_restart']
+        if isinstance(sample_interval, int) and sample_interval and save_every % sample_interval:
+            raise ValueError(f'parameters.dump_restart ({save_every}) must be a multiple of compute_msd.sample_interval '
+                             f'({sample_interval}): msd.cu saves the MSD only at sampled steps')
     kwargs['msd'] = ComputeMsd(
         sample_interval=sample_interval,
         n_correlation=n_correlation,
         group=None if msd.get('all_groups') else (0, 0),
         all_groups=0 if msd.get('all_groups') else None,
-        save_every=msd.get('save_every'),
-    )
+        save_every=save_every,
+    ) if with_msd else None
+    if restart:
+        kwargs['initial_velocities'] = False
     dump = parameters.get('dump')
     if dump:
         unknown = sorted(set(dump) - set(_DUMP_KEYS))
@@ -122,7 +138,7 @@ def _validate_inputs(inputs, _):
         try:
             version = resolve_gpumd_version(inputs.get('gpumd_version'), inputs.get('code'))
             header = model.base.attributes.get('model_header', None) if model is not None else None
-            gpumd_run_in(inputs['parameters'].get_dict(), version, header)
+            gpumd_run_in(inputs['parameters'].get_dict(), version, header, restart='restart' in inputs)
         except ValueError as exception:
             return str(exception)
 
@@ -163,14 +179,25 @@ class GpumdCalculation(CalcJob):
                         "`gpumd_version`, else '5.6'.")
         spec.input('mobile_species', valid_type=orm.Str, default=lambda: orm.Str('Li'),
                    help='The diffusing species: group 0 of grouping method 0 in model.xyz.')
+        spec.input('restart', valid_type=orm.SinglefileData, required=False,
+                   help="A GPUMD restart.xyz (positions, velocities, groups) that replaces model.xyz: a continuation; "
+                        "run.in then has no `velocity` line. The atoms must be those of `structure`.")
         spec.inputs.validator = _validate_inputs
         spec.inputs['metadata']['options']['parser_name'].default = 'sseff.gpumd'
         spec.inputs['metadata']['options']['resources'].default = {'num_machines': 1, 'num_mpiprocs_per_machine': 1}
         spec.inputs['metadata']['options']['withmpi'].default = False
 
-        spec.output('msd', valid_type=orm.ArrayData, help='msd.out: time (ps), msd (Å²) and sdc (Å²/ps) per group.')
+        spec.output('msd', valid_type=orm.ArrayData, required=False,
+                    help='msd.out (unless compute_msd is null): time (ps), msd (Å²) and sdc (Å²/ps) per group.')
         spec.output('thermo', valid_type=orm.ArrayData, required=False, help='thermo.out, one array per column.')
         spec.output('performance', valid_type=orm.Dict, help='Speed (atom·step/s), GPUMD version, timings.')
+        spec.output('trajectory', valid_type=orm.TrajectoryData, required=False,
+                    help='The dump of unwrapped positions (dump_xyz … unwrapped_position), when the run wrote one.')
+        spec.output('msd_check', valid_type=orm.Dict, required=False,
+                    help='The MSD recomputed from the unwrapped dump against msd.out (largest relative deviation).')
+        spec.output('restart', valid_type=orm.SinglefileData, required=False,
+                    help='restart.xyz: the last state of a finished run, or of a run that stopped early (then '
+                         'matching the MSD saved at the same step).')
 
         spec.exit_code(300, 'ERROR_MISSING_LOG',
                        message='The GPUMD log (stdout) was not retrieved: GPUMD did not start or the job was killed.')
@@ -181,13 +208,18 @@ class GpumdCalculation(CalcJob):
                        message='GPUMD stopped before the end of the run ({message}): out of wall time, or crashed.')
         spec.exit_code(401, 'ERROR_GPUMD_FAILED', message='GPUMD reported an error: {message}')
         spec.exit_code(402, 'ERROR_MD_UNSTABLE', message='The MD became unstable: {message}')
+        spec.exit_code(403, 'ERROR_MSD_INCONSISTENT',
+                       message='msd.out disagrees with the MSD recomputed from the unwrapped positions of the dump '
+                               '({message}): GPUMD had a bug in unwrapped positions under variable cells; do not '
+                               'trust this run.')
 
     def prepare_for_submission(self, folder):
         from aiida_sseff.io.gpumd import species_grouping, write_model_xyz
 
         version = resolve_gpumd_version(self.inputs.get('gpumd_version'), self.inputs.code)
         header = self.inputs.model.base.attributes.get('model_header', None)
-        run_in = gpumd_run_in(self.inputs.parameters.get_dict(), version, header)
+        restart = 'restart' in self.inputs
+        run_in = gpumd_run_in(self.inputs.parameters.get_dict(), version, header, restart=restart)
         with folder.open('run.in', 'w', encoding='utf8') as handle:
             handle.write(run_in)
 
@@ -196,7 +228,12 @@ class GpumdCalculation(CalcJob):
         # other species in the model's type order, so group k+1 is the model's k-th non-mobile type
         order = [s for s in (self.inputs.model.elements or []) if s in set(atoms.get_chemical_symbols())] or None
         groups = species_grouping(atoms.get_chemical_symbols(), mobile, order=order)
-        write_model_xyz(atoms, folder.get_abs_path('model.xyz'), groups=groups)
+        if restart:
+            # GPUMD's restart.xyz is a model.xyz with velocities and the same groups (dump_restart.cu)
+            with self.inputs.restart.open(mode='rb') as source, folder.open('model.xyz', 'wb') as target:
+                target.write(source.read())
+        else:
+            write_model_xyz(atoms, folder.get_abs_path('model.xyz'), groups=groups)
 
         codeinfo = datastructures.CodeInfo()
         codeinfo.code_uuid = self.inputs.code.uuid
@@ -208,7 +245,8 @@ class GpumdCalculation(CalcJob):
         calcinfo.codes_info = [codeinfo]
         model = self.inputs.model
         calcinfo.local_copy_list = [(model.uuid, model.filename, POTENTIAL_FILENAME)]
-        retrieve = [LOG_FILENAME, STDERR_FILENAME, 'thermo.out', 'msd.out']
+        retrieve = [LOG_FILENAME, STDERR_FILENAME, 'run.in', 'thermo.out', 'msd.out', RESTART_FILENAME,
+                    MSD_STEP_PATTERN]
         dump = self.inputs.parameters.get_dict().get('dump')
         if dump:
             retrieve.append(dump.get('filename', 'dump.xyz'))

@@ -1,22 +1,16 @@
-"""``aiida-sseff``: set up a profile, launch, inspect and export the workflows of aiida-sseff."""
+"""``aiida-sseff``: set up a profile, launch, inspect and export the workflows of aiida-sseff.
+
+The root command and its groups live in :mod:`aiida_sseff.cli.root`; this package only imports the modules whose
+commands register on them.
+"""
 
 from __future__ import annotations
 
-import click
-from aiida.cmdline.groups import VerdiCommandGroup
-from aiida.cmdline.params import options, types
+# first, so that ``aiida_sseff.cli.cmd_root`` exists before any command module is imported
+from aiida_sseff.cli.root import cmd_root
 
-
-@click.group('aiida-sseff', cls=VerdiCommandGroup, context_settings={'help_option_names': ['-h', '--help']})
-@options.VERBOSITY()
-@options.PROFILE(type=types.ProfileParamType(load_profile=True), expose_value=False)
-def cmd_root():
-    """aiida-sseff: machine-learning force fields for solid-state electrolytes, with provenance."""
-
-
-# Sub-commands register themselves on import.
-from aiida_sseff.cli import (  # noqa: E402, F401
-    cmd_analyze,
+# isort: split
+from aiida_sseff.cli import (  # noqa: F401  (imported for their commands)
     cmd_launch,
     cmd_sample,
     cmd_setup,
@@ -24,3 +18,5 @@ from aiida_sseff.cli import (  # noqa: E402, F401
     cmd_training,
     cmd_transport,
 )
+
+__all__ = ('cmd_root',)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from aiida_sseff.cli import cmd_root
+from aiida_sseff.cli.root import cmd_root
 
 SHIPPED_STRUCTURES = {'Li10GeP2S12': 'Li10GeP2S12.cif'}
 
@@ -79,6 +79,111 @@ def export_archive(node, path: Path) -> Path:
     return path
 
 
+LABELLER_PLUGINS = {'cp2k': ('sseff.cp2k',), 'vasp': ('vasp.vasp',), 'surrogate': ('sseff.engine.md', 'sseff.engine.label')}
+ENGINE_PLUGINS = ('sseff.engine.md', 'sseff.engine.label')
+TRAINING_PLUGINS = ('sseff.nep.train',)
+DIFFUSION_PLUGINS = ('sseff.engine.md', 'sseff.gpumd')
+PROTOCOLS = ['fast', 'balanced', 'stringent']
+
+
+def load_code_option(label: str, option: str, plugins: tuple[str, ...]):
+    """The code ``label`` for ``option``; a click error naming the value when it does not exist or runs the wrong
+    program (its default plugin is not one of ``plugins``)."""
+    from aiida import orm
+    from aiida.common.exceptions import MultipleObjectsError, NotExistent
+
+    try:
+        code = orm.load_code(label)
+    except (NotExistent, MultipleObjectsError, ValueError) as exception:
+        raise click.BadParameter(f'no code `{label}` ({exception}); list them with `verdi code list`',
+                                 param_hint=option) from exception
+    plugin = code.default_calc_job_plugin
+    if plugin not in plugins:
+        raise click.BadParameter(f'code `{label}` runs `{plugin}`, expected a code of {" or ".join(plugins)}',
+                                 param_hint=option)
+    return code
+
+
+def load_node_option(value: str, option: str, types: tuple):
+    """A stored node of one of ``types`` by pk/uuid; a click error naming the value otherwise."""
+    from aiida import orm
+    from aiida.common.exceptions import MultipleObjectsError, NotExistent
+
+    try:
+        node = orm.load_node(value)
+    except (NotExistent, MultipleObjectsError, ValueError) as exception:
+        raise click.BadParameter(f'no node `{value}`: {exception}', param_hint=option) from exception
+    if not isinstance(node, types):
+        names = ' or '.join(t.__name__ for t in types)
+        raise click.BadParameter(f'node <{node.pk}> is a {type(node).__name__}, expected a {names}', param_hint=option)
+    return node
+
+
+def load_overrides(path) -> dict | None:
+    import yaml
+
+    if not path:
+        return None
+    try:
+        overrides = yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as exception:
+        raise click.BadParameter(f'`{path}` is not valid YAML: {exception}', param_hint='--overrides') from exception
+    if overrides is not None and not isinstance(overrides, dict):
+        raise click.BadParameter(f'`{path}` must hold a mapping of protocol keys, got a {type(overrides).__name__}',
+                                 param_hint='--overrides')
+    return overrides
+
+
+def check_mobile_species(species: str, structure) -> str:
+    from ase.data import chemical_symbols
+
+    if species not in chemical_symbols[1:]:
+        raise click.BadParameter(f'`{species}` is not a chemical element symbol (e.g. Li, Na, Mg)',
+                                 param_hint='--mobile-species')
+    symbols = sorted(structure.get_symbols_set())
+    if species not in symbols:
+        raise click.BadParameter(f'the structure ({structure.get_formula()}) holds no {species}; it holds '
+                                 f'{", ".join(symbols)}', param_hint='--mobile-species')
+    return species
+
+
+def run_builder(builder, what: str, daemon: bool, wait: bool):
+    """Run ``builder`` here, or submit it to the daemon (and wait); a builder refused by its validators is a click
+    error with the validator's sentence, and nothing is stored."""
+    from aiida.engine import run_get_node, submit
+
+    try:
+        if not daemon:
+            _, node = run_get_node(builder)
+            return node
+        ensure_daemon()
+        node = submit(builder)
+    except ValueError as exception:  # the WorkChain's own validators refused the inputs
+        raise click.ClickException(f'{what}: invalid inputs: {exception}') from exception
+    click.echo(f'Submitted {what} <{node.pk}> (verdi process status {node.pk})')
+    if wait:
+        wait_for(node)
+    return node
+
+
+def report_end(node, what: str) -> None:
+    state = node.process_state.value if node.process_state else 'created'
+    click.echo(f'{what} <{node.pk}>: {state}' + (f' [{node.exit_status}] {node.exit_message}'
+                                                  if node.is_terminated and not node.is_finished_ok else ''))
+
+
+def _common_options(function):
+    for decorator in reversed((
+        click.option('--protocol', type=click.Choice(PROTOCOLS), default='fast', show_default=True),
+        click.option('--overrides', type=click.Path(exists=True, dir_okay=False),
+                     help='YAML file merged into the protocol.'),
+        click.option('--daemon/--no-daemon', default=True, show_default=True, help='Submit to the daemon or run here.'),
+        click.option('--wait/--no-wait', default=True, show_default=True, help='With --daemon: wait for the end.'),
+    )):
+        function = decorator(function)
+    return function
+
+
 @cmd_root.group('launch')
 def cmd_launch():
     """Launch a workflow (use --help on each)."""
@@ -86,48 +191,177 @@ def cmd_launch():
 
 @cmd_launch.command('pipeline')
 @click.argument('structure', default='Li10GeP2S12')
-@click.option('--protocol', type=click.Choice(['fast', 'balanced', 'stringent']), default='fast', show_default=True)
-@click.option('--code', 'code_label', default='sseff-engine@localhost', show_default=True, help='Engine code.')
-@click.option('--overrides', type=click.Path(exists=True, dir_okay=False), help='YAML file merged into the protocol.')
+@click.option('--labeller', type=click.Choice(['surrogate', 'cp2k', 'vasp']), default='surrogate', show_default=True,
+              help='The reference of the labels.')
+@click.option('--code', 'code_label', default=None,
+              help='The labeller\'s code: cp2k (e.g. cp2k@localhost), VASP, or the engine for `surrogate` '
+                   '(default: --engine-code).')
+@click.option('--engine-code', 'engine_code_label', default='sseff-engine@localhost', show_default=True,
+              help='The aiida-sseff-engine code of the sampling MD.')
+@click.option('--surrogate-model', default=None,
+              help='pk/uuid of a NEP or MACE model that labels (labeller `surrogate`; default CHGNet).')
+@click.option('--mobile-species', default='Li', show_default=True, help='The diffusing ion (Li, Na, Mg, ...).')
 @click.option('--training-code', 'training_code_label', default=None,
               help='GPUMD `nep` or `neppo` code: also train NEP models on the labelled set (e.g. neppo@localhost).')
 @click.option('--diffusion-code', 'diffusion_code_label', default=None,
-              help='Engine or GPUMD `gpumd` code: also compute the trained model\'s Li transport (needs --training-code).')
-@click.option('--daemon/--no-daemon', default=True, show_default=True, help='Submit to the daemon or run here.')
-@click.option('--wait/--no-wait', default=True, show_default=True, help='With --daemon: wait for the end.')
-def cmd_launch_pipeline(structure, protocol, code_label, overrides, training_code_label, diffusion_code_label, daemon,
-                        wait):
-    """Sample STRUCTURE (file or shipped name) by MD, select and label it, optionally train and diffuse: the main job."""
-    node = launch_pipeline(structure, protocol, code_label, overrides, daemon, wait, training_code_label,
-                           diffusion_code_label)
-    click.echo(f'pipeline <{node.pk}>: {node.process_state.value if node.process_state else "created"}')
+              help='Engine or GPUMD `gpumd` code: also compute the trained model\'s transport (needs --training-code).')
+@_common_options
+def cmd_launch_pipeline(structure, labeller, code_label, engine_code_label, surrogate_model, mobile_species,
+                        training_code_label, diffusion_code_label, protocol, overrides, daemon, wait):
+    """The main job on STRUCTURE (file or shipped name): sample → label → [train → diffusion]."""
+    node = launch_pipeline(structure, protocol, engine_code_label, overrides, daemon, wait, training_code_label,
+                           diffusion_code_label, labeller=labeller, labelling_code_label=code_label,
+                           mobile_species=mobile_species, surrogate_model=surrogate_model)
+    report_end(node, 'pipeline')
 
 
-def launch_pipeline(structure, protocol, code_label, overrides_path=None, daemon=True, wait=True,
-                    training_code_label=None, diffusion_code_label=None):
-    import yaml
-    from aiida import orm
-    from aiida.engine import run_get_node, submit
-
+def launch_pipeline(structure, protocol, code_label, overrides_path=None, daemon=True, wait=True,  # noqa: PLR0913
+                    training_code_label=None, diffusion_code_label=None, labeller='surrogate',
+                    labelling_code_label=None, mobile_species='Li', surrogate_model=None):
+    from aiida_sseff.data.model import MaceModel, NepModel
     from aiida_sseff.workflows.pipeline import SseffPipelineWorkChain
 
-    code = orm.load_code(code_label)
-    overrides = yaml.safe_load(Path(overrides_path).read_text()) if overrides_path else None
-    training_code = orm.load_code(training_code_label) if training_code_label else None
-    diffusion_code = orm.load_code(diffusion_code_label) if diffusion_code_label else None
+    structure_node = load_structure_file(structure)
+    mobile_species = check_mobile_species(mobile_species, structure_node)
+    code = load_code_option(code_label, '--engine-code', ENGINE_PLUGINS)
+    if labeller == 'surrogate':
+        labelling_code = load_code_option(labelling_code_label, '--code', ENGINE_PLUGINS) if labelling_code_label \
+            else code
+    else:
+        if not labelling_code_label:
+            raise click.BadParameter(f'labeller `{labeller}` needs its code', param_hint='--code')
+        labelling_code = load_code_option(labelling_code_label, '--code', LABELLER_PLUGINS[labeller])
+    if surrogate_model is not None and labeller != 'surrogate':
+        raise click.BadParameter(f'a surrogate model labels only with --labeller surrogate, not `{labeller}`',
+                                 param_hint='--surrogate-model')
+    model = load_node_option(surrogate_model, '--surrogate-model', (NepModel, MaceModel)) if surrogate_model else None
+    if diffusion_code_label and not training_code_label:
+        raise click.BadParameter('the diffusion stage needs a trained model: give --training-code too',
+                                 param_hint='--diffusion-code')
+    training_code = load_code_option(training_code_label, '--training-code', TRAINING_PLUGINS) \
+        if training_code_label else None
+    diffusion_code = load_code_option(diffusion_code_label, '--diffusion-code', DIFFUSION_PLUGINS) \
+        if diffusion_code_label else None
     builder = SseffPipelineWorkChain.get_builder_from_protocol(
-        code, load_structure_file(structure), protocol=protocol, overrides=overrides, training_code=training_code,
-        diffusion_code=diffusion_code,
+        code, structure_node, protocol=protocol, overrides=load_overrides(overrides_path), labeller=labeller,
+        labelling_code=labelling_code, labelling_model=model, training_code=training_code,
+        diffusion_code=diffusion_code, mobile_species=mobile_species,
     )
-    if not daemon:
-        _, node = run_get_node(builder)
-        return node
-    ensure_daemon()
-    node = submit(builder)
-    click.echo(f'Submitted pipeline <{node.pk}> (verdi process status {node.pk})')
-    if wait:
-        wait_for(node)
+    return run_builder(builder, 'pipeline', daemon, wait)
+
+
+@cmd_launch.command('sample')
+@click.argument('structure')
+@click.option('--code', 'code_label', default='sseff-engine@localhost', show_default=True,
+              help='The aiida-sseff-engine code of the MD.')
+@click.option('--model', default=None, help='pk/uuid of a NEP or MACE model that drives the MD (default CHGNet).')
+@_common_options
+def cmd_launch_sample(structure, code_label, model, protocol, overrides, daemon, wait):
+    """Candidates of STRUCTURE (MD snapshots, rattles, strains) and their FPS selection (sseff.sample)."""
+    from aiida_sseff.data.model import MaceModel, NepModel
+    from aiida_sseff.workflows.sampling import SamplingWorkChain
+
+    structure_node = load_structure_file(structure)
+    code = load_code_option(code_label, '--code', ENGINE_PLUGINS)
+    model = load_node_option(model, '--model', (NepModel, MaceModel)) if model else None
+    builder = SamplingWorkChain.get_builder_from_protocol(code, structure_node, protocol=protocol,
+                                                          overrides=load_overrides(overrides), model=model)
+    report_end(run_builder(builder, 'sampling', daemon, wait), 'sampling')
+
+
+def load_dataset_option(value: str, require_labels: bool):
+    """A ``sseff.dataset`` by pk/uuid, or a file ASE reads stored as one; a click error naming the value otherwise."""
+    from aiida_sseff.data.dataset import DatasetValidationError, LabelledDataset
+
+    if Path(value).is_file():
+        try:
+            return LabelledDataset.from_file(value, require_labels=require_labels)
+        except DatasetValidationError as exception:
+            raise click.BadParameter(f'`{value}`: {exception}', param_hint='DATASET') from exception
+    from aiida import orm
+    from aiida.common.exceptions import MultipleObjectsError, NotExistent
+
+    try:
+        node = orm.load_node(value)
+    except (NotExistent, MultipleObjectsError, ValueError) as exception:
+        raise click.BadParameter(f'`{value}` is neither a file nor the pk/uuid of a dataset ({exception})',
+                                 param_hint='DATASET') from exception
+    if not isinstance(node, LabelledDataset):
+        raise click.BadParameter(f'node <{node.pk}> is a {type(node).__name__}, expected a LabelledDataset',
+                                 param_hint='DATASET')
     return node
+
+
+@cmd_launch.command('label')
+@click.argument('dataset')
+@click.option('--labeller', type=click.Choice(['surrogate', 'cp2k', 'vasp']), default='surrogate', show_default=True)
+@click.option('--code', 'code_label', default='sseff-engine@localhost', show_default=True,
+              help='cp2k, VASP, or the engine code for `surrogate`.')
+@click.option('--model', default=None, help='pk/uuid of a NEP or MACE model that labels (surrogate; default CHGNet).')
+@click.option('--protocol', type=click.Choice(['fast', 'balanced', 'gamma', 'stringent']), default='fast',
+              show_default=True)
+@click.option('--overrides', type=click.Path(exists=True, dir_okay=False), help='YAML file merged into the protocol.')
+@click.option('--daemon/--no-daemon', default=True, show_default=True)
+@click.option('--wait/--no-wait', default=True, show_default=True)
+def cmd_launch_label(dataset, labeller, code_label, model, protocol, overrides, daemon, wait):
+    """Reference labels for DATASET (a file ASE reads, or a dataset pk) with CP2K, VASP or a surrogate (sseff.label)."""
+    from aiida_sseff.data.model import MaceModel, NepModel
+    from aiida_sseff.workflows.labelling import LabellingWorkChain
+
+    structures = load_dataset_option(dataset, require_labels=False)
+    code = load_code_option(code_label, '--code', LABELLER_PLUGINS[labeller])
+    if model is not None and labeller != 'surrogate':
+        raise click.BadParameter(f'a model labels only with --labeller surrogate, not `{labeller}`', param_hint='--model')
+    model = load_node_option(model, '--model', (NepModel, MaceModel)) if model else None
+    overrides = load_overrides(overrides) or {}
+    if model is not None:
+        kind = 'nep' if isinstance(model, NepModel) else 'mace'
+        overrides = {**overrides, 'surrogate': {**overrides.get('surrogate', {}), 'calculator': {'kind': kind}}}
+    builder = LabellingWorkChain.get_builder_from_protocol(code, structures, labeller=labeller, protocol=protocol,
+                                                           overrides=overrides or None, model=model)
+    report_end(run_builder(builder, 'labelling', daemon, wait), 'labelling')
+
+
+@cmd_launch.command('train')
+@click.argument('dataset')
+@click.option('--code', 'code_label', default='neppo@localhost', show_default=True,
+              help='GPUMD `nep` or `neppo` code.')
+@_common_options
+def cmd_launch_train(dataset, code_label, protocol, overrides, daemon, wait):
+    """NEP replicas on DATASET (a labelled file or dataset pk), validation and test sets split off (sseff.train.nep)."""
+    from aiida_sseff.workflows.training import NepTrainingWorkChain
+
+    labelled = load_dataset_option(dataset, require_labels=True)
+    if not labelled.has_labels:
+        raise click.BadParameter(f'dataset <{labelled.pk}> has no labels: label it first (aiida-sseff launch label)',
+                                 param_hint='DATASET')
+    code = load_code_option(code_label, '--code', TRAINING_PLUGINS)
+    builder = NepTrainingWorkChain.get_builder_from_protocol(code, labelled, protocol=protocol,
+                                                             overrides=load_overrides(overrides))
+    report_end(run_builder(builder, 'training', daemon, wait), 'training')
+
+
+@cmd_launch.command('diffusion')
+@click.argument('structure')
+@click.option('--code', 'code_label', default='sseff-engine@localhost', show_default=True,
+              help='The engine (CPU) or a GPUMD `gpumd` code.')
+@click.option('--model', default=None, help='pk/uuid of the NEP or MACE model (default: CHGNet on the engine).')
+@click.option('--mobile-species', default='Li', show_default=True, help='The diffusing ion.')
+@_common_options
+def cmd_launch_diffusion(structure, code_label, model, mobile_species, protocol, overrides, daemon, wait):
+    """MD of STRUCTURE at several temperatures → D(T) → Arrhenius Ea and σ(300 K) (sseff.diffusion)."""
+    from aiida_sseff.data.model import MaceModel, NepModel
+    from aiida_sseff.protocols.utils import recursive_merge
+    from aiida_sseff.workflows.diffusion import DiffusionWorkChain
+
+    structure_node = load_structure_file(structure)
+    check_mobile_species(mobile_species, structure_node)
+    code = load_code_option(code_label, '--code', DIFFUSION_PLUGINS)
+    model = load_node_option(model, '--model', (NepModel, MaceModel)) if model else None
+    overrides = recursive_merge(load_overrides(overrides) or {}, {'mobile_species': mobile_species})
+    builder = DiffusionWorkChain.get_builder_from_protocol(code, structure_node, model=model, protocol=protocol,
+                                                           overrides=overrides)
+    report_end(run_builder(builder, 'diffusion', daemon, wait), 'diffusion')
 
 
 @cmd_launch.command('reference-quality')
@@ -196,20 +430,20 @@ def cmd_demo(protocol, output):
     output = Path(output).resolve()
     output.mkdir(parents=True, exist_ok=True)
     archive = export_archive(node, output / f'pipeline-{node.pk}.aiida')
-    dataset_path = node.outputs.dataset.write(output / f'dataset-{node.pk}.xyz')
+    dataset_path = node.outputs.labelling.dataset.write(output / f'dataset-{node.pk}.xyz')
     from aiida_sseff.cli.plots import plot_pipeline
 
     plot_path = plot_pipeline(node, output / f'pipeline-{node.pk}.png')
     plots = [plot_path]
-    if 'model' in node.outputs:
+    if 'training' in node.outputs:
         from aiida_sseff.cli.cmd_training import cmd_plot_training
 
         training = node.base.links.get_outgoing(link_label_filter='training').one().node
         training_plot = output / f'training-{training.pk}.png'
         click.get_current_context().invoke(cmd_plot_training, process=training, output=training_plot, replica=None)
         plots.append(training_plot)
-        node.outputs.model.export_file(output / f'nep-{node.pk}.txt')
-    if 'transport' in node.outputs:
+        node.outputs.training.model.export_file(output / f'nep-{node.pk}.txt')
+    if 'diffusion' in node.outputs:
         from aiida_sseff.cli.cmd_transport import cmd_plot_diffusion, diffusion_table
 
         diffusion = node.base.links.get_outgoing(link_label_filter='diffusion').one().node
@@ -225,39 +459,51 @@ def cmd_demo(protocol, output):
     click.echo(f'  provenance: verdi process status {node.pk}; aiida-sseff show pipeline {node.pk}')
     click.echo(f'  archive:    {archive}')
     click.echo(f'  dataset:    {dataset_path}')
-    if 'transport' in node.outputs:
-        click.echo('  Li transport of the trained NEP model (sseff.diffusion, fast protocol: a smoke test):')
-        for line in diffusion_table(node.outputs.transport.get_dict()):
+    if 'diffusion' in node.outputs:
+        species = node.inputs.mobile_species.value
+        click.echo(f'  {species} transport of the trained NEP model (sseff.diffusion, {protocol} protocol: a smoke test):')
+        for line in diffusion_table(node.outputs.diffusion.results.get_dict()):
             click.echo(f'    {line}')
     click.echo(f'  plots:      {", ".join(str(p) for p in plots)}')
-    if 'model' in node.outputs:
+    if 'training' in node.outputs:
         click.echo(f'  NEP model:  {output / f"nep-{node.pk}.txt"}')
 
 
 def pipeline_summary(node) -> dict:
-    dataset = node.outputs.dataset
+    """The main job in a few numbers: sampling MD, candidates, labels (and their reference), held-out errors."""
+    from aiida_sseff.cli.plots import sampling_md_jobs
+
+    dataset = node.outputs.labelling.dataset
     energies = [atoms.get_potential_energy() / len(atoms) for atoms in dataset.get_ase()]
     md = {}
-    for link in node.base.links.get_outgoing(link_label_filter='md_%').all():
-        results = link.node.outputs.results
-        md[link.link_label] = {
+    for job in sampling_md_jobs(node):
+        results = job.outputs.results
+        md[f"md_{job.inputs.parameters['temperature_K']:g}K"] = {
             'mean_T_K': round(results['mean_temperature_K'], 1),
             'frames': results['n_frames'],
             'speed_atom_step_per_s': round(results['speed_atom_step_per_s'] or 0, 1),
         }
+    labelling = node.base.links.get_outgoing(link_label_filter='labelling').one().node
     summary = {
         'structure': node.inputs.structure.get_formula(),
+        'mobile_species': node.inputs.mobile_species.value,
         'md': md,
-        'candidates': node.outputs.candidates.n_structures,
+        'candidates': node.outputs.sampling.candidates.n_structures,
+        'labeller': labelling.inputs.labeller.value,
         'labelled': dataset.n_structures,
         'elements': dataset.elements,
         'energy_per_atom_eV_range': [round(float(min(energies)), 4), round(float(max(energies)), 4)],
         'dataset_sha256': dataset.sha256,
     }
-    if 'training_metrics' in node.outputs:
-        metrics = node.outputs.training_metrics
-        summary['nep_held_out_rmse'] = {
+    if 'reference' in node.outputs.labelling:
+        reference = node.outputs.labelling.reference
+        summary['reference'] = f'{reference.model_name} ({reference.package} {reference.version}, weights sha256 ' \
+                               f'{str(reference.weights_sha256)[:12]})'
+    if 'training' in node.outputs:
+        metrics = node.outputs.training.test_metrics
+        summary['nep_test_set_rmse'] = {
             'energy_meV_per_atom': round(metrics['energy_mev_per_atom'], 2),
             'force_meV_per_A': round(metrics['force_mev_per_angstrom'], 1),
+            'n_structures': metrics['n_structures'],
         }
     return summary

@@ -7,14 +7,9 @@ from pathlib import Path
 
 import click
 
-from aiida_sseff.cli import cmd_root
+from aiida_sseff.cli.root import cmd_sample
 
 DESCRIPTOR_CHOICES = {'untrained-nep': 'untrained_nep', 'rdf': 'rdf'}
-
-
-@cmd_root.group('sample')
-def cmd_sample():
-    """Select structures by farthest-point sampling (files in, files out; no profile needed)."""
 
 
 def _read(path: str, what: str) -> list:
@@ -49,8 +44,11 @@ def _descriptor_options(model: str | None, descriptor: str | None, per_species: 
 def _write(path: Path, structures: list) -> None:
     from ase.io import write
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write(str(path), structures, format='extxyz')
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write(str(path), structures, format='extxyz')
+    except OSError as exception:
+        raise click.ClickException(f'cannot write the selected structures to `{path}`: {exception}') from exception
 
 
 def descriptor_options(function):
@@ -59,8 +57,9 @@ def descriptor_options(function):
         click.option('--model', type=click.Path(dir_okay=False), default=None,
                      help='A trained NEP model (nep.txt): distances in its descriptor space (calorine).'),
         click.option('--descriptor', type=click.Choice(sorted(DESCRIPTOR_CHOICES)), default=None,
-                     help='A descriptor that needs no trained model: untrained-nep (random NEP coefficients, '
-                          'scaled over this batch) or rdf (smooth pair-distance histograms).'),
+                     help='A descriptor that needs no trained model: untrained-nep (the NEP descriptor with fixed '
+                          'random coefficients c_nk, scaled over this batch; see docs/user/sampling.md) or rdf '
+                          '(smooth pair-distance histograms).'),
         click.option('--seed-set', type=click.Path(dir_okay=False), default=None,
                      help='An existing training set (extxyz): the selection moves away from it.'),
         click.option('--per-species', is_flag=True, help='NEP descriptors: per-species means, concatenated.'),
@@ -75,8 +74,8 @@ def descriptor_options(function):
 @cmd_sample.command('fps')
 @click.argument('structures', type=click.Path(dir_okay=False))
 @descriptor_options
-@click.option('-n', '--n-select', type=int, default=None, help='Number of structures to select.')
-@click.option('--min-distance', type=float, default=None,
+@click.option('-n', '--n-select', type=click.IntRange(min=1), default=None, help='Number of structures to select.')
+@click.option('--min-distance', type=click.FloatRange(min=0.0), default=None,
               help='Alternatively: select while the farthest structure is at least this far (descriptor units).')
 @click.option('-o', '--output', type=click.Path(dir_okay=False), required=True, help='Selected structures (extxyz).')
 def cmd_fps(structures, model, descriptor, seed_set, per_species, species, as_json, n_select, min_distance, output):
@@ -86,7 +85,7 @@ def cmd_fps(structures, model, descriptor, seed_set, per_species, species, as_js
     aiida-sseff sample fps candidates.xyz --model nep.txt -n 100 --seed-set train.xyz -o selected.xyz
     aiida-sseff sample fps candidates.xyz --descriptor untrained-nep --per-species --min-distance 0.05 -o sel.xyz
     """
-    from aiida_sseff.workflows.sampling import json_distances, select_by_fps
+    from aiida_sseff.analysis.sampling import json_distances, select_by_fps
 
     if (n_select is None) == (min_distance is None):
         raise click.UsageError('give exactly one of -n/--n-select and --min-distance')
@@ -94,7 +93,8 @@ def cmd_fps(structures, model, descriptor, seed_set, per_species, species, as_js
     candidates = _read(structures, 'structure file')
     seeds = _read(seed_set, 'seed set') if seed_set else None
     if n_select is not None and not 1 <= n_select <= len(candidates):
-        raise click.ClickException(f'cannot select {n_select} of the {len(candidates)} structures in `{structures}`')
+        raise click.ClickException(f'cannot select {n_select} of the {len(candidates)} structures in `{structures}` '
+                                   f'(expected -n between 1 and {len(candidates)})')
     try:
         result, info = select_by_fps(candidates, n_select=n_select, min_distance=min_distance,
                                          seed_structures=seeds, names=(f'`{structures}`', f'`{seed_set}`'), **options)
@@ -130,7 +130,7 @@ def cmd_series(structures, model, descriptor, seed_set, per_species, species, as
     \b
     aiida-sseff sample series train.xyz --descriptor untrained-nep --levels 7 -o series/
     """
-    from aiida_sseff.workflows.sampling import series_by_fps
+    from aiida_sseff.analysis.sampling import series_by_fps
 
     options = _descriptor_options(model, descriptor, per_species, species)
     dataset = _read(structures, 'structure file')

@@ -9,10 +9,13 @@ from pathlib import Path
 
 import click
 
-from aiida_sseff.cli import cmd_root
+from aiida_sseff.cli.root import cmd_root
 
 ENGINE_CODE_LABEL = 'sseff-engine'
 NEPPO_CODE_LABEL = 'neppo'
+CP2K_CODE_LABEL = 'cp2k'
+# CP2K's OpenMP threads per job; several single points run side by side (sseff.label batch_size)
+CP2K_PREPEND = 'export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}'
 # One thread per engine job: several MD jobs run side by side on a small machine, and torch/OpenMP would otherwise
 # start one thread per core in every job and oversubscribe it.
 ENGINE_PREPEND = 'export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}\nexport MKL_NUM_THREADS=${MKL_NUM_THREADS:-1}'
@@ -119,14 +122,40 @@ def ensure_neppo_code(computer, label: str = NEPPO_CODE_LABEL):
                                  'neppo: NEP training with PyTorch (same files as GPUMD nep)', ENGINE_PREPEND)
 
 
+def find_cp2k() -> tuple[str | None, str]:
+    """The CP2K program (cp2k.psmp, cp2k.ssmp or cp2k on the PATH) when its data files (GTH potentials, MOLOPT
+    basis sets) are found too; otherwise None and the reason."""
+    from aiida_sseff.io import cp2k as cp2k_io
+
+    executable = shutil.which('cp2k.psmp') or shutil.which('cp2k.ssmp') or shutil.which('cp2k')
+    if executable is None:
+        return None, 'no cp2k.psmp, cp2k.ssmp or cp2k on the PATH (Debian: apt install cp2k cp2k-data)'
+    try:
+        cp2k_io.find_data_dir()
+    except cp2k_io.Cp2kDataError as exception:
+        return None, str(exception)
+    return executable, ''
+
+
+def ensure_cp2k_code(computer, label: str = CP2K_CODE_LABEL):
+    """``cp2k@localhost`` (the CP2K labeller of sseff.label), when CP2K and its data are installed."""
+    executable, reason = find_cp2k()
+    if executable is None:
+        click.echo(f'Skipping the cp2k code: {reason}')
+        return None
+    return ensure_installed_code(computer, label, executable, 'sseff.cp2k',
+                                 'CP2K (Quickstep DFT): reference labels for sseff.label', CP2K_PREPEND)
+
+
 @cmd_root.command('setup')
 @click.option('--profile-name', default='sseff', show_default=True,
               help='Profile to create (SQLite + ZeroMQ, no services) or to reuse if it exists.')
 @click.option('--email', default='user@aiida-sseff.local', show_default=True, help='Email of the default user.')
 def cmd_setup(profile_name, email):
-    """Create or reuse a profile, its localhost computer and the engine code. Idempotent."""
+    """Create or reuse a profile, its localhost computer and the codes found here (engine, neppo, cp2k). Idempotent."""
     profile = ensure_profile(profile_name, email)
     computer = ensure_localhost()
-    codes = [code for code in (ensure_engine_code(computer), ensure_neppo_code(computer)) if code is not None]
+    codes = [code for code in (ensure_engine_code(computer), ensure_neppo_code(computer), ensure_cp2k_code(computer))
+             if code is not None]
     labels = ', '.join(f'`{code.full_label}`' for code in codes)
     click.echo(f'Ready: profile `{profile.name}`, computer `{computer.label}`, codes {labels}')

@@ -1,4 +1,4 @@
-"""``aiida-sseff show ...`` and ``aiida-sseff export``."""
+"""``aiida-sseff show process|pipeline`` and ``aiida-sseff export`` (the ``show`` group is in :mod:`.root`)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,7 @@ from pathlib import Path
 import click
 from aiida.cmdline.params import arguments
 
-from aiida_sseff.cli import cmd_root
-
-
-@cmd_root.group('show')
-def cmd_show():
-    """Summarise a finished workflow (use --help on each)."""
+from aiida_sseff.cli.root import cmd_root, cmd_show
 
 
 @cmd_show.command('process')

@@ -9,8 +9,7 @@ from pathlib import Path
 import click
 from aiida.cmdline.params import arguments
 
-from aiida_sseff.cli.cmd_analyze import cmd_analyze, cmd_plot
-from aiida_sseff.cli.cmd_show import cmd_show
+from aiida_sseff.cli.root import cmd_analyze, cmd_plot, cmd_show
 
 _COLUMNS = (('energy_mev_per_atom', 'energy (meV/atom)'), ('force_mev_per_angstrom', 'force (meV/Å)'),
             ('virial_mev_per_atom', 'virial (meV/atom)'))
@@ -21,7 +20,7 @@ def _format(value) -> str:
 
 
 def summary_table(summary: dict) -> str:
-    """Text table of :func:`aiida_sseff.parsers.nep.training_summary`: train/test rows, loss.out vs recomputed."""
+    """Text table of :func:`aiida_sseff.io.nep.training_summary`: train/test rows, loss.out vs recomputed."""
     lines = [f'{"set":<6} {"source":<11}' + ''.join(f'{title:>20}' for _, title in _COLUMNS)]
     for label in ('train', 'test'):
         for source, key in (('loss.out', 'loss_out'), ('recomputed', 'recomputed')):
@@ -39,34 +38,15 @@ def summary_table(summary: dict) -> str:
 # --------------------------------------------------------------------------------------------- run directories
 
 
-def analyse_directory(directory: Path, program: str = 'auto') -> tuple[dict, dict]:
-    """Read a nep/neppo run directory; returns (summary of training_summary, raw outputs of
-    read_training_directory). ``program`` 'auto': neppo when nep_best.txt is present, else nep."""
-    from aiida_sseff.io.extxyz import read_train_xyz
-    from aiida_sseff.io.nep import read_nep_in, read_training_directory
-    from aiida_sseff.parsers.nep import rows_follow_input_order, training_summary
+def _plot_training(generation, columns, parity, path: Path, title: str) -> None:
+    """:func:`aiida_sseff.plots.training.plot_training`, with a message naming ``path`` when it cannot be written."""
+    from aiida_sseff.plots.training import plot_training
 
-    outputs = read_training_directory(directory)
-    if program == 'auto':
-        program = 'neppo' if (directory / 'nep_best.txt').is_file() else 'nep'
-    settings = {}
-    if (directory / 'nep.in').is_file():
-        try:
-            settings = read_nep_in(directory / 'nep.in')
-        except ValueError:
-            settings = {}
-    volume_per_atom, n_structures = {}, {}
-    for label in ('train', 'test'):
-        path = directory / f'{label}.xyz'
-        if outputs[label] and 'virial' not in outputs[label] and path.is_file():
-            frames = read_train_xyz(path)
-            volume_per_atom[label] = [atoms.get_volume() / len(atoms) for atoms in frames]
-            n_structures[label] = len(frames)
-    default_batch = 32 if program == 'neppo' else 1000
-    in_order = rows_follow_input_order(program, int(settings.get('batch', default_batch)), n_structures.get('train'))
-    summary = training_summary(outputs, program, volume_per_atom, rows_in_order=in_order)
-    summary['directory'] = str(directory)
-    return summary, outputs
+    try:
+        plot_training(generation, columns, parity, path, title=title)
+    except (OSError, ValueError) as exception:  # a missing folder; matplotlib's ValueError for an unknown suffix
+        raise click.ClickException(f'cannot write the plot to `{path}` (expected a writable .png/.pdf/.svg file): '
+                                   f'{exception}') from exception
 
 
 def _parity_sets(outputs: dict) -> dict:
@@ -83,17 +63,17 @@ def _parity_sets(outputs: dict) -> dict:
 def cmd_analyze_nep_training(directory, program, as_json, plot_file):
     """Final train/test RMSEs of a nep/neppo run DIRECTORY, as reported in loss.out and recomputed from
     *_train.out/*_test.out (energy meV/atom, force meV/Å, virial meV/atom)."""
+    from aiida_sseff.io.nep import summarise_training_directory
+
     try:
-        summary, outputs = analyse_directory(directory, program)
+        summary, outputs = summarise_training_directory(directory, program)
     except (FileNotFoundError, ValueError) as exception:
         raise click.ClickException(str(exception)) from exception
     if plot_file is not None:
-        from aiida_sseff.plots.training import plot_training
-
         loss = outputs['loss']
         columns = {c: loss[c].to_numpy() for c in loss.columns} if loss is not None else None
-        plot_training(loss.index.to_numpy() if loss is not None else None, columns, _parity_sets(outputs),
-                      plot_file, title=str(directory))
+        _plot_training(loss.index.to_numpy() if loss is not None else None, columns, _parity_sets(outputs),
+                       plot_file, title=str(directory))
         summary['plot'] = str(plot_file)
     if as_json:
         click.echo(json.dumps(summary, indent=2))
@@ -155,16 +135,14 @@ def _stored_parity(calcjob) -> dict:
 @click.option('--replica', default=None, help='Replica of a sseff.train.nep work chain (default: the best).')
 def cmd_plot_training(process, output, replica):
     """Loss curves and parity plots of a NEP training (CalcJob, base or replica WorkChain)."""
-    from aiida_sseff.plots.training import plot_training
-
     calcjob = training_calcjob(process, replica)
     if 'loss' not in calcjob.outputs:
         raise click.ClickException(f'<{calcjob.pk}> has no loss output (exit status {calcjob.exit_status})')
     loss = calcjob.outputs.loss
     columns = {name: loss.get_array(name) for name in loss.get_arraynames() if name != 'generation'}
     output = output or Path(f'training-{process.pk}.png')
-    plot_training(loss.get_array('generation'), columns, _stored_parity(calcjob), output,
-                  title=f'NEP training <{calcjob.pk}>')
+    _plot_training(loss.get_array('generation'), columns, _stored_parity(calcjob), output,
+                   title=f'NEP training <{calcjob.pk}>')
     click.echo(f'Plot of <{calcjob.pk}> written to {output}')
 
 
@@ -176,10 +154,11 @@ def cmd_show_training(process):
         if not process.is_finished_ok:
             click.echo(f'<{process.pk}> did not finish ok: {process.exit_status} {process.exit_message}')
         if 'replicas' in process.outputs:
-            click.echo(f'held-out errors (CPUNEP on {process.outputs.validation_dataset.n_structures} structures):')
+            click.echo(f'held-out errors (CPUNEP on the {process.outputs.test_dataset.n_structures} test-set '
+                       f'structures; the best replica was chosen on the validation set):')
             click.echo(f'{"replica":<12}' + ''.join(f'{title:>20}' for _, title in _COLUMNS))
             for label in sorted(process.outputs.replicas):
-                metrics = process.outputs.replicas[label].metrics.get_dict()
+                metrics = process.outputs.replicas[label].test_metrics.get_dict()
                 click.echo(f'{label:<12}' + ''.join(f'{_format(metrics.get(k)):>20}' for k, _ in _COLUMNS))
         if 'summary' in process.outputs:
             summary = process.outputs.summary.get_dict()

@@ -86,13 +86,31 @@ def data_model():
 @data_model.command('import')
 @click.argument('filename', type=click.Path(exists=True, dir_okay=False))
 @click.option('--kind', type=click.Choice(['nep', 'mace']), default='nep', show_default=True)
+@click.option('--allow-pickle', is_flag=True,
+              help='MACE: load a file that a weights-only torch.load refuses as a full pickle. That runs any code the '
+                   'file holds: only for files you trust.')
 @decorators.with_dbenv()
-def model_import(filename, kind):
-    """Store a nep.txt (or a MACE model) as a model node."""
+def model_import(filename, kind, allow_pickle):
+    """Store a nep.txt (or a MACE model) as a model node.
+
+    A MACE/torch file is read with torch.load(weights_only=True), rebuilding only the classes of MACE, e3nn and
+    torch.nn: a file that needs anything else is refused unless --allow-pickle is given.
+    """
     from aiida_sseff.data.model import MaceModel, ModelFileError, NepModel
 
+    if allow_pickle and kind != 'mace':
+        echo.echo_critical(f'--allow-pickle applies to MACE/torch files only, not to --kind {kind}')
+    if allow_pickle:
+        echo.echo_warning(f'loading `{filename}` as a full pickle: any code it holds runs now, with your rights')
     try:
-        node = (NepModel if kind == 'nep' else MaceModel)(filename).store()
+        if kind == 'nep':
+            node = NepModel(filename).store()
+        else:
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter('ignore', UserWarning)  # the CLI has warned already
+                node = MaceModel(filename, allow_pickle=allow_pickle).store()
     except ModelFileError as exception:
         echo.echo_critical(str(exception))
     echo.echo_success(f'stored {kind} model <{node.pk}> ({" ".join(node.elements)})')

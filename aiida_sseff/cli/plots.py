@@ -7,6 +7,14 @@ from pathlib import Path
 import numpy as np
 
 
+def sampling_md_jobs(node) -> list:
+    """The finished MD CalcJobs of a pipeline's sampling stage, by temperature (wherever a restart wrapper put them)."""
+    sampling = node.base.links.get_outgoing(link_label_filter='sampling').one().node
+    jobs = [n for n in sampling.called_descendants
+            if n.process_type == 'aiida.calculations:sseff.engine.md' and n.is_finished_ok]
+    return sorted(jobs, key=lambda job: job.inputs.parameters['temperature_K'])
+
+
 def plot_pipeline(node, path: Path) -> Path:
     """MD temperature traces per sampling run and the distribution of reference force components."""
     import matplotlib
@@ -15,16 +23,16 @@ def plot_pipeline(node, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig, (ax_t, ax_f) = plt.subplots(1, 2, figsize=(10, 4))
-    for link in sorted(node.base.links.get_outgoing(link_label_filter='md_%').all(), key=lambda link: link.node.inputs.parameters['temperature_K']):
-        thermo = link.node.outputs.thermo
-        ax_t.plot(thermo.get_array('time_ps'), thermo.get_array('temperature_K'), label=link.link_label)
-        target = link.node.inputs.parameters['temperature_K']
+    for job in sampling_md_jobs(node):
+        thermo = job.outputs.thermo
+        target = job.inputs.parameters['temperature_K']
+        ax_t.plot(thermo.get_array('time_ps'), thermo.get_array('temperature_K'), label=f'{target:g} K')
         ax_t.axhline(target, color='0.6', lw=0.8, ls='--')
     ax_t.set_xlabel('time (ps)')
     ax_t.set_ylabel('temperature (K)')
     ax_t.legend(fontsize=8)
     ax_t.set_title('sampling MD')
-    dataset = node.outputs.dataset.get_ase()
+    dataset = node.outputs.labelling.dataset.get_ase()
     forces = np.concatenate([atoms.get_forces().ravel() for atoms in dataset])
     ax_f.hist(forces, bins=60, color='C0')
     ax_f.set_xlabel('reference force component (eV/Å)')

@@ -58,11 +58,24 @@ class LabelledDataset(orm.Data):
     def from_file(cls, path: str | Path, require_labels: bool = True, format: str | None = None) -> LabelledDataset:
         """Read any file ASE reads (extxyz, OUTCAR, vasprun.xml, ...) with all its frames."""
         from ase.io import read
+        from ase.io.formats import UnknownFileTypeError
 
+        path = Path(path)
+        if not path.exists():
+            raise DatasetValidationError(f'structure file `{path}` does not exist')
+        if path.is_dir():
+            raise DatasetValidationError(f'`{path}` is a directory; expected a structure file that ASE reads '
+                                         '(extxyz, OUTCAR, vasprun.xml, ...)')
         try:
             structures = read(str(path), index=':', format=format)
+        except UnknownFileTypeError as exception:
+            raise DatasetValidationError(
+                f'cannot read `{path}`: ASE does not recognise its format ({exception}); expected a structure file '
+                'that ASE reads (extxyz, OUTCAR, vasprun.xml, ...), or name the format') from exception
         except Exception as exception:  # ASE raises many types; the user needs the file name and the reason
             raise DatasetValidationError(f'cannot read `{path}`: {exception}') from exception
+        if not structures:
+            raise DatasetValidationError(f'`{path}` holds no structure')
         return cls(structures, require_labels=require_labels)
 
     @classmethod
@@ -157,16 +170,9 @@ class LabelledDataset(orm.Data):
         return subset_dataset(self, orm.List(list(map(int, indices))))
 
     def merge(self, *others: LabelledDataset) -> LabelledDataset:
-        """This set followed by ``others``, through a calcfunction."""
-        return merge_datasets(self, *others)
-
-
-def _concatenate(datasets: Sequence[LabelledDataset]) -> LabelledDataset:
-    structures: list[Atoms] = []
-    for dataset in datasets:
-        structures.extend(dataset.get_ase())
-    require_labels = all(dataset.has_labels for dataset in datasets)
-    return LabelledDataset(structures, require_labels=require_labels)
+        """This set followed by ``others``, labels kept, through the calcfunction :func:`merge_datasets`."""
+        parts = (self, *others)
+        return merge_datasets(**{f'part_{index:03d}': dataset for index, dataset in enumerate(parts)})
 
 
 @calcfunction
@@ -183,8 +189,19 @@ def subset_dataset(dataset: LabelledDataset, indices: orm.List) -> LabelledDatas
 
 
 @calcfunction
-def merge_datasets(*datasets: LabelledDataset) -> LabelledDataset:
-    """Concatenate datasets in the order given."""
+def merge_datasets(drop_labels: orm.Bool | None = None, **datasets: LabelledDataset) -> LabelledDataset:
+    """The structures of all ``datasets``, in the sorted order of their link labels.
+
+    The one merge of datasets (:func:`aiida_sseff.analysis.sampling.merge_structures` does the work):
+    :meth:`LabelledDataset.merge` passes ``part_000``, ``part_001``, ... and keeps the labels; the sampling work
+    chain passes its sources (``md_T00600K``, ``rattles``, ...) with ``drop_labels`` True, which makes candidates
+    (labels removed, ``info['candidate_source']`` = link label).
+    """
+    from aiida_sseff.analysis.sampling import merge_structures
+
     if not datasets:
-        raise DatasetValidationError('nothing to merge')
-    return _concatenate(datasets)
+        raise DatasetValidationError('nothing to merge: give at least one dataset')
+    drop = bool(drop_labels.value) if drop_labels is not None else False
+    structures = merge_structures({key: dataset.get_ase() for key, dataset in datasets.items()}, drop_labels=drop)
+    require_labels = not drop and all(dataset.has_labels for dataset in datasets.values())
+    return LabelledDataset(structures, require_labels=require_labels)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from aiida import orm
 
-__all__ = ['MaceModel', 'ModelFileError', 'NepModel']
+__all__ = ['MaceModel', 'ModelFileError', 'NepModel', 'UnsafeModelFileError', 'load_torch_file']
 
 
 class ModelFileError(ValueError):
@@ -128,19 +128,25 @@ class NepModel(_ModelFile):
 class MaceModel(_ModelFile):
     """A MACE model file (``*.model``, a pickled torch module) with its architecture as attributes.
 
+    The file is read with ``torch.load(weights_only=True)`` and only the classes of MACE, e3nn and torch.nn allowed
+    (:func:`load_torch_file`): a file that asks for anything else is refused unless ``allow_pickle=True``.
     Architecture attributes are read from the model when mace-torch is installed (``r_max``, ``num_interactions``,
     ``atomic_numbers`` → ``elements``, ``hidden_irreps``, ``correlation``) and may be given explicitly otherwise.
     """
 
     DEFAULT_FILENAME = 'model.model'
 
-    def __init__(self, file=None, filename: str | None = None, architecture: dict | None = None, **kwargs):
+    def __init__(self, file=None, filename: str | None = None, architecture: dict | None = None,
+                 allow_pickle: bool = False, **kwargs):
+        """:param allow_pickle: read the architecture from a full pickle (``torch.load(weights_only=False)``, which
+            runs any code the file holds); by default only what a weights-only load rebuilds is read."""
         if file is not None:
             path = Path(file)
             if not path.is_file():
                 raise ModelFileError(f'no MACE model file at `{path}`')
             attributes = dict(architecture or {})
-            attributes.update({k: v for k, v in read_mace_attributes(path).items() if k not in attributes})
+            read = read_mace_attributes(path, allow_pickle=allow_pickle)
+            attributes.update({k: v for k, v in read.items() if k not in attributes})
             if not attributes.get('elements'):
                 raise ModelFileError(
                     f'cannot tell the elements of `{path.name}`: install mace-torch or pass architecture={{"elements": ...}}'
@@ -167,10 +173,78 @@ class MaceModel(_ModelFile):
         return MACECalculator(model_paths=str(path), device=device, default_dtype=default_dtype)
 
 
-def read_mace_attributes(path: str | Path) -> dict:
-    """Architecture of a MACE model file, when mace-torch and torch are importable; {} otherwise."""
+#: modules whose *classes* may be rebuilt when a MACE model file is loaded with ``weights_only=True``: MACE's own
+#: modules, e3nn's (irreps, tensor products) and torch's nn modules. Functions are never allowed, nor any other module
+#: (``builtins``, ``os``, ``subprocess``, ...): torch's weights-only unpickler then cannot run code of the file's choice.
+SAFE_GLOBAL_PREFIXES = ('mace.', 'e3nn.', 'torch.nn.modules.', 'torch.nn.parameter.')
+
+
+class UnsafeModelFileError(ModelFileError):
+    """A model file that only a full (code-executing) unpickling could load, which was not allowed."""
+
+
+def _safe_globals(path: Path) -> list:
+    """The classes the checkpoint names that are safe to rebuild (see :data:`SAFE_GLOBAL_PREFIXES`); raises
+    :class:`UnsafeModelFileError` naming any other global the file asks for."""
+    import importlib
+
+    import torch
+
+    names = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+    allowed, refused = [], []
+    for name in names:
+        module_name, _, attribute = name.rpartition('.')
+        if not name.startswith(SAFE_GLOBAL_PREFIXES):
+            refused.append(name)
+            continue
+        try:
+            value = getattr(importlib.import_module(module_name), attribute)
+        except (ImportError, AttributeError):
+            refused.append(name)
+            continue
+        if isinstance(value, type):
+            allowed.append(value)
+        else:
+            refused.append(name)
+    if refused:
+        raise UnsafeModelFileError(
+            f'`{path.name}` asks for {", ".join(sorted(refused)[:8])}{" ..." if len(refused) > 8 else ""}, which a '
+            'weights-only load does not rebuild (unknown classes or functions: loading them runs code from the file). '
+            'Load it only if you trust where it comes from: `--allow-pickle` (Python: allow_pickle=True).')
+    return allowed
+
+
+def load_torch_file(path: str | Path, allow_pickle: bool = False):
+    """``torch.load`` of a model file on the CPU, with ``weights_only=True`` and only the safe globals it needs
+    (:func:`_safe_globals`); ``allow_pickle=True`` loads a full pickle instead, with a warning: that can run any code
+    the file holds."""
+    import pickle
+    import warnings
+
+    import torch
+
+    path = Path(path)
+    if allow_pickle:
+        warnings.warn(f'loading `{path.name}` as a full pickle (weights_only=False): this runs any code the file '
+                      'holds; do so only for files you trust', UserWarning, stacklevel=2)
+        return torch.load(str(path), map_location='cpu', weights_only=False)
     try:
-        import torch
+        safe = _safe_globals(path)
+        with torch.serialization.safe_globals(safe):
+            return torch.load(str(path), map_location='cpu', weights_only=True)
+    except UnsafeModelFileError:
+        raise
+    except pickle.UnpicklingError as exception:
+        raise UnsafeModelFileError(f'`{path.name}` cannot be loaded with weights_only=True: {exception}. Load it only '
+                                   'if you trust where it comes from: `--allow-pickle`') from exception
+
+
+def read_mace_attributes(path: str | Path, allow_pickle: bool = False) -> dict:
+    """Architecture of a MACE model file (a pickled module, or a checkpoint/state dict whose buffers ``r_max``,
+    ``num_interactions`` and ``atomic_numbers`` MACE registers), read without running code from the file unless
+    ``allow_pickle``; {} where torch is not installed."""
+    try:
+        import torch  # noqa: F401
         from ase.data import chemical_symbols
 
         from aiida_sseff.compat import import_mace
@@ -179,11 +253,15 @@ def read_mace_attributes(path: str | Path) -> dict:
     except ImportError:
         return {}
     try:
-        model = torch.load(str(path), map_location='cpu', weights_only=False)
+        model = load_torch_file(path, allow_pickle=allow_pickle)
+    except UnsafeModelFileError:
+        raise
     except ImportError:
         return {}  # mace-torch is needed to unpickle the module
     except Exception as exception:
         raise ModelFileError(f'`{Path(path).name}` is not a readable MACE model: {exception}') from exception
+    if isinstance(model, dict):
+        return _state_dict_attributes(model.get('model', model), chemical_symbols)
     attributes: dict = {}
     if hasattr(model, 'r_max'):
         attributes['r_max'] = float(model.r_max)
@@ -200,4 +278,19 @@ def read_mace_attributes(path: str | Path) -> dict:
         if contraction is not None and hasattr(contraction, 'contractions'):
             attributes['correlation'] = int(getattr(contraction.contractions[0], 'correlation', 0))
     attributes['model_class'] = type(model).__name__
+    return attributes
+
+
+def _state_dict_attributes(state: dict, chemical_symbols) -> dict:
+    """The buffers MACE registers (``r_max``, ``num_interactions``, ``atomic_numbers``) from a state dict."""
+    attributes: dict = {}
+    if not isinstance(state, dict):
+        return attributes
+    if 'r_max' in state:
+        attributes['r_max'] = float(state['r_max'])
+    if 'num_interactions' in state:
+        attributes['num_interactions'] = int(state['num_interactions'])
+    if 'atomic_numbers' in state:
+        attributes['elements'] = [chemical_symbols[int(z)] for z in state['atomic_numbers']]
+    attributes['model_class'] = 'state_dict'
     return attributes

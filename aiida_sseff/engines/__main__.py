@@ -3,9 +3,11 @@
     aiida-sseff-engine md     [--input engine.json]   # reads structure.xyz
     aiida-sseff-engine label  [--input engine.json]   # reads structures.xyz
 
-``engine.json`` holds ``{"calculator": {...spec...}, "parameters": {...}}``. Whatever happens, ``report.json`` is
-written with a ``status`` the parser maps to an exit code: ``ok``, ``invalid_input``, ``unknown_element``,
-``md_unstable``, ``atoms_too_close``, ``all_failed``, ``error``.
+``engine.json`` holds ``{"calculator": {...spec...}, "parameters": {...}}`` and, for md, optionally
+``"checkpoint": "restart.npz"`` (continue from that checkpoint) and ``"wall_time_s": 3540`` (stop cleanly, with a
+checkpoint, after that many seconds). Whatever happens, ``report.json`` is written with a ``status`` the parser maps
+to an exit code: ``ok``, ``out_of_walltime``, ``invalid_input``, ``unknown_element``, ``md_unstable``,
+``atoms_too_close``, ``all_failed``, ``error``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 import traceback
 from pathlib import Path
 
@@ -23,22 +26,29 @@ RETURN_CODES = {
     'md_unstable': 11,
     'atoms_too_close': 12,
     'all_failed': 13,
+    'out_of_walltime': 14,
     'error': 1,
 }
 
 
-def _run_md(config: dict, directory: Path) -> dict:
+def _run_md(config: dict, directory: Path, started: float) -> dict:
     from ase.io import read
 
     from aiida_sseff.engines.calculators import check_elements, make_calculator
-    from aiida_sseff.engines.md import run_md, validate_md_parameters
+    from aiida_sseff.engines.md import MdParameterError, run_md, validate_md_parameters
 
     parameters = validate_md_parameters(config.get('parameters', {}))
     atoms = read(directory / 'structure.xyz', format='extxyz')
     check_elements(atoms.get_chemical_symbols(), config['calculator'], directory)
     calculator = make_calculator(config['calculator'], directory)
-    summary = run_md(atoms, calculator, parameters, directory)
-    return {'status': 'ok', **summary}
+    checkpoint = config.get('checkpoint')
+    wall_time_s = config.get('wall_time_s')
+    if wall_time_s is not None and not float(wall_time_s) >= 0:
+        raise MdParameterError(f'wall_time_s must be a non-negative number of seconds, got {wall_time_s}')
+    if wall_time_s is not None:  # the budget counts from the program's start: loading a model takes time too
+        wall_time_s = max(0.0, float(wall_time_s) - (time.perf_counter() - started))
+    return run_md(atoms, calculator, parameters, directory,
+                  checkpoint=directory / checkpoint if checkpoint else None, wall_time_s=wall_time_s)
 
 
 def _run_label(config: dict, directory: Path) -> dict:
@@ -65,6 +75,7 @@ def _run_label(config: dict, directory: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    started = time.perf_counter()
     parser = argparse.ArgumentParser(prog='aiida-sseff-engine', description=__doc__.split('\n\n')[0])
     parser.add_argument('task', choices=('md', 'label'))
     parser.add_argument('--input', default='engine.json', help='engine input (JSON)')
@@ -80,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         from aiida_sseff.engines.calculators import validate_spec
 
         config['calculator'] = validate_spec(config.get('calculator', {}))
-        report = _run_md(config, directory) if args.task == 'md' else _run_label(config, directory)
+        report = _run_md(config, directory, started) if args.task == 'md' else _run_label(config, directory)
     except (CalculatorSpecError, MdParameterError, FileNotFoundError, json.JSONDecodeError) as exception:
         report = {'status': 'invalid_input', 'message': str(exception)}
     except UnknownElementError as exception:
@@ -94,7 +105,10 @@ def main(argv: list[str] | None = None) -> int:
                   'traceback': traceback.format_exc()}
     report['task'] = args.task
     write_report(directory, report)
-    if report['status'] != 'ok':
+    if report['status'] == 'out_of_walltime':
+        print(f'aiida-sseff-engine md: stopped for the wall time at production step {report["step"]} of '
+              f'{report["n_steps"]}; continue from checkpoint.npz', file=sys.stderr)
+    elif report['status'] != 'ok':
         print(f'aiida-sseff-engine {args.task}: {report["status"]}: {report.get("message", "")}', file=sys.stderr)
     return RETURN_CODES[report['status']]
 

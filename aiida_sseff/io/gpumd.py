@@ -10,6 +10,9 @@ Reuse: ``read_thermo`` and ``write_model_xyz`` wrap calorine 4.1 (``calorine.gpu
 ``read_msd`` is our own: calorine's ``read_msd`` refuses a file with several ``#`` header blocks (one per
 ``run``) and, for header-less files (GPUMD ≤ 5.5), silently concatenates the appended runs into one table whose
 time column restarts; both cases occur in practice because ``msd.out`` is appended across runs.
+``read_run_in`` is our own too: calorine's ``read_runfile`` takes ``#`` comment lines for keywords, refuses
+one-word lines, drops ``velocity … seed n``, reads the old ``dump_xyz gm gid interval …`` syntax's grouping method as
+the interval and gives no line numbers for errors. ``read_model_xyz`` wraps calorine's ``read_xyz``.
 """
 
 from __future__ import annotations
@@ -23,15 +26,22 @@ import numpy as np
 
 __all__ = [
     'ComputeMsd',
+    'GpumdRun',
     'MsdBlock',
+    'MsdTimeOriginsError',
     'TrajectoryDump',
     'make_run_in',
+    'model_group_sizes',
+    'msd_run',
     'parse_gpumd_version',
+    'read_model_xyz',
     'read_msd',
+    'read_run_in',
     'read_speed',
     'read_thermo',
     'species_grouping',
     'write_model_xyz',
+    'write_msd',
     'write_run_in',
 ]
 
@@ -50,6 +60,22 @@ class MsdBlock:
     sdc : (G, M, 3) self-diffusion coefficient ½ dMSD/dt of each group in x, y, z (Å²/ps).
     header : ``#`` header lines of the block (GPUMD ≥ 5.6) as ``{key: [tokens]}``; empty for older files.
     first_line : 1-based line number of the block's first data row in the file.
+
+    The typed fields below come from the header that GPUMD ≥ 5.6 writes before each block (``MSD::write`` in
+    ``src/measure/msd.cu``); every one is None for a header-less file (GPUMD ≤ 5.5, e.g. the reference
+    ``msd.out``). The header does not give the run length, so the number of time origins needs ``run.in``
+    (:func:`read_run_in`) or the CalcJob's parameters.
+
+    sample_interval, n_correlation : ``# compute_msd <sample_interval> <Nc> …`` (steps, samples).
+    group : ``(grouping_method, group_id)`` of ``compute_msd … group gm gid``.
+    all_groups : grouping method of ``compute_msd … all_groups gm``.
+    save_every : ``save_every n`` (steps).
+    format_version : ``# format_version``.
+    num_atoms : ``# num_atoms``: atoms the MSD was accumulated over (all atoms, or those of ``group``).
+    num_atoms_per_group : (G,) ``# num_atoms_per_group``: the ions of each group (the normalisation).
+    cell : (3, 3) ``# cell`` at the start of the run, rows a, b, c (Å).
+    dt_output_ps : ``# dt_output <x> ps``: time between samples (= time step × sample_interval).
+    columns : ``# columns`` names.
     """
 
     time: np.ndarray
@@ -57,14 +83,94 @@ class MsdBlock:
     sdc: np.ndarray
     header: dict = field(default_factory=dict)
     first_line: int = 0
+    sample_interval: int | None = None
+    n_correlation: int | None = None
+    group: tuple[int, int] | None = None
+    all_groups: int | None = None
+    save_every: int | None = None
+    format_version: int | None = None
+    num_atoms: int | None = None
+    num_atoms_per_group: np.ndarray | None = None
+    cell: np.ndarray | None = None
+    dt_output_ps: float | None = None
+    columns: tuple[str, ...] | None = None
 
     @property
     def n_groups(self) -> int:
         return int(self.msd.shape[0])
 
+    @property
+    def has_header(self) -> bool:
+        """True when the block carries GPUMD ≥ 5.6's ``# compute_msd`` header."""
+        return self.n_correlation is not None
+
     def msd_xyz(self, group: int = 0) -> np.ndarray:
         """(M, 3) MSD of ``group`` (Å²)."""
         return self.msd[group]
+
+
+def _header_int(path, first_line, header, key, index=0) -> int:
+    try:
+        return int(header[key][index])
+    except (IndexError, ValueError):
+        raise ValueError(f'{path}: block starting at line {first_line}: header `# {key} {" ".join(header[key])}`: '
+                         f'expected an integer at position {index + 1}.') from None
+
+
+def _typed_header(path, header, first_line, n_groups, n_rows, time) -> dict:
+    """The typed MsdBlock fields of a GPUMD ≥ 5.6 header (``MSD::write`` in msd.cu), checked against the data."""
+    typed: dict = {}
+    where = f'{path}: block starting at line {first_line}'
+    if 'compute_msd' in header:
+        args = header['compute_msd']
+        typed['sample_interval'] = _header_int(path, first_line, header, 'compute_msd', 0)
+        typed['n_correlation'] = _header_int(path, first_line, header, 'compute_msd', 1)
+        k = 2
+        while k < len(args):
+            if args[k] == 'group' and k + 2 < len(args):
+                typed['group'] = (_header_int(path, first_line, header, 'compute_msd', k + 1),
+                                  _header_int(path, first_line, header, 'compute_msd', k + 2))
+                k += 3
+            elif args[k] in ('all_groups', 'save_every') and k + 1 < len(args):
+                typed[args[k]] = _header_int(path, first_line, header, 'compute_msd', k + 1)
+                k += 2
+            else:
+                raise ValueError(f'{where}: header `# compute_msd {" ".join(args)}`: unexpected {args[k]!r} '
+                                 f'(expected group gm gid, all_groups gm or save_every n).')
+        if typed['n_correlation'] != n_rows:
+            raise ValueError(f'{where}: the header says Nc = {typed["n_correlation"]}, the block has {n_rows} rows.')
+    if 'format_version' in header:
+        typed['format_version'] = _header_int(path, first_line, header, 'format_version')
+    if 'num_atoms' in header:
+        typed['num_atoms'] = _header_int(path, first_line, header, 'num_atoms')
+    if 'num_atoms_per_group' in header:
+        counts = [_header_int(path, first_line, header, 'num_atoms_per_group', i)
+                  for i in range(len(header['num_atoms_per_group']))]
+        if len(counts) != n_groups:
+            raise ValueError(f'{where}: `# num_atoms_per_group` lists {len(counts)} groups, the data have {n_groups}.')
+        typed['num_atoms_per_group'] = np.array(counts, dtype=int)
+    if 'cell' in header:
+        try:
+            cell = np.array([float(x) for x in header['cell']])
+        except ValueError:
+            cell = np.array([])
+        if cell.shape != (9,):
+            raise ValueError(f'{where}: `# cell` must hold 9 numbers (ax ay az bx by bz cx cy cz), got '
+                             f'{header["cell"]}.')
+        typed['cell'] = cell.reshape(3, 3)
+    if 'dt_output' in header:
+        try:
+            dt = float(header['dt_output'][0])
+        except (IndexError, ValueError):
+            raise ValueError(f'{where}: `# dt_output {" ".join(header["dt_output"])}`: expected a number in ps.') \
+                from None
+        # rows print nc·dt with %g (6 significant digits)
+        if n_rows > 1 and not np.isclose(time[1] - time[0], dt, rtol=1e-4, atol=0.0):
+            raise ValueError(f'{where}: `# dt_output {dt:g} ps` but the time column steps by {time[1] - time[0]:g} ps.')
+        typed['dt_output_ps'] = dt
+    if 'columns' in header:
+        typed['columns'] = tuple(header['columns'])
+    return typed
 
 
 def _msd_block(path, rows, header, first_line) -> MsdBlock:
@@ -81,8 +187,9 @@ def _msd_block(path, rows, header, first_line) -> MsdBlock:
         raise ValueError(f'{path}: block starting at line {first_line}: the header declares '
                          f'{header["num_groups"][0]} groups, the data have {n_groups} (from {ncols} columns).')
     per_group = data[:, 1:].reshape(data.shape[0], n_groups, 6).transpose(1, 0, 2)
+    typed = _typed_header(path, header, first_line, n_groups, data.shape[0], data[:, 0])
     return MsdBlock(time=data[:, 0], msd=per_group[:, :, :3].copy(), sdc=per_group[:, :, 3:].copy(),
-                    header=dict(header), first_line=first_line)
+                    header=dict(header), first_line=first_line, **typed)
 
 
 def read_msd(path) -> list[MsdBlock]:
@@ -138,6 +245,46 @@ def read_msd(path) -> list[MsdBlock]:
     if not blocks:
         raise ValueError(f'{path}: no data rows (expected the output of compute_msd).')
     return blocks
+
+
+def write_msd(path, time_ps, msd, sdc, *, compute_msd: ComputeMsd, num_atoms: int, num_atoms_per_group,
+              cell, dt_output_ps: float) -> None:
+    """Append one ``msd.out`` block exactly as GPUMD ≥ 5.6 writes it (``MSD::write`` in ``src/measure/msd.cu``).
+
+    The header lines ``# compute_msd …``, ``# format_version 1``, ``# num_atoms``, ``# num_groups``,
+    ``# num_atoms_per_group``, ``# cell`` (ax ay az bx by bz cx cy cz, ``%.10e``), ``# dt_output <x> ps``,
+    ``# columns …``, then one row per lag: ``%g`` time, and per group ``% g %g %g %g %g %g`` (msd xyz in Å², sdc
+    xyz in Å²/ps). Used by the GPUMD stand-in of the tests; ``msd``/``sdc`` are (G, Nc, 3).
+    """
+    msd, sdc = np.asarray(msd, dtype=float), np.asarray(sdc, dtype=float)
+    counts = np.atleast_1d(np.asarray(num_atoms_per_group, dtype=int))
+    n_groups = msd.shape[0]
+    if msd.shape != sdc.shape or msd.ndim != 3 or msd.shape[2] != 3 or len(counts) != n_groups:
+        raise ValueError(f'write_msd: msd {msd.shape}, sdc {sdc.shape}, num_atoms_per_group {counts.shape}: '
+                         f'expected (G, Nc, 3), (G, Nc, 3) and (G,).')
+    head = f'# compute_msd {compute_msd.sample_interval} {compute_msd.n_correlation}'
+    if compute_msd.all_groups is not None:
+        head += f' all_groups {compute_msd.all_groups}'
+    elif compute_msd.group is not None:
+        head += f' group {compute_msd.group[0]} {compute_msd.group[1]}'
+    if compute_msd.save_every:
+        head += f' save_every {compute_msd.save_every}'
+    if compute_msd.all_groups is None:
+        columns = ' msdx msdy msdz sdcx sdcy sdcz'
+    else:
+        columns = ''.join(f' msdx_{g} msdy_{g} msdz_{g} sdcx_{g} sdcy_{g} sdcz_{g}' for g in range(n_groups))
+    lines = [head, '# format_version 1', f'# num_atoms {int(num_atoms)}', f'# num_groups {n_groups}',
+             '# num_atoms_per_group' + ''.join(f' {int(c)}' for c in counts),
+             '# cell ' + ' '.join(f'{x:.10e}' for x in np.asarray(cell, dtype=float).reshape(9)),
+             f'# dt_output {dt_output_ps:.10e} ps', '# columns time_ps' + columns]
+    for nc, t in enumerate(np.asarray(time_ps, dtype=float)):
+        row = f'{t:g}'
+        for g in range(n_groups):
+            m, d = msd[g, nc], sdc[g, nc]
+            row += f'{m[0]: g} {m[1]:g} {m[2]:g} {d[0]:g} {d[1]:g} {d[2]:g}'
+        lines.append(row)
+    with open(path, 'a') as handle:
+        handle.write('\n'.join(lines) + '\n')
 
 
 # -------------------------------------------------------------------------------------------------------- thermo.out
@@ -274,6 +421,32 @@ class ComputeMsd:
     all_groups: int | None = None
     save_every: int | None = None
 
+    def n_samples(self, steps: int) -> int:
+        """Samples taken in a run of ``steps`` steps: GPUMD samples after step s when (s + 1) % interval == 0."""
+        return int(steps) // int(self.sample_interval)
+
+    def n_time_origins(self, steps: int) -> int:
+        """Time origins of every lag in a run of ``steps`` steps
+        (:func:`aiida_sseff.analysis.gpumd_msd.gpumd_time_origins`: ``n_samples - Nc + 1``)."""
+        from aiida_sseff.analysis.gpumd_msd import gpumd_time_origins
+
+        return gpumd_time_origins(self.n_samples(steps), int(self.n_correlation))
+
+    def check(self, steps: int, min_time_origins: int = 1, gpumd_version='5.6') -> int:
+        """Raise :class:`MsdTimeOriginsError` unless a run of ``steps`` steps gives at least ``min_time_origins``
+        time origins (and GPUMD's own limit holds); returns the number of time origins."""
+        _msd_line(self, steps, parse_gpumd_version(gpumd_version), min_time_origins)
+        return self.n_time_origins(steps)
+
+
+class MsdTimeOriginsError(ValueError):
+    """``compute_msd``'s Nc leaves fewer time origins than required.
+
+    GPUMD (``src/measure/msd.cu``) adds one time origin per sample once ``sample_step >= Nc - 1``, so a
+    production run of ``n_samples = steps // sample_interval`` samples has ``n_samples - Nc + 1`` origins for every
+    lag; with Nc equal to all the samples the MSD comes from a single origin.
+    """
+
 
 @dataclass(frozen=True)
 class TrajectoryDump:
@@ -362,16 +535,25 @@ def _fix_lines(fix, version) -> list[str]:
     return lines
 
 
-def _msd_line(msd: ComputeMsd, production_steps: int, version) -> str:
+def _msd_line(msd: ComputeMsd, production_steps: int, version, min_time_origins: int = 1) -> str:
     si = _positive_int('compute_msd sample_interval', msd.sample_interval)
     nc = _positive_int('compute_msd Nc', msd.n_correlation)
+    min_time_origins = _positive_int('min_time_origins', min_time_origins)
     if version >= (5, 0, 0):
+        # msd.cu MSD::preprocess: `num_correlation_steps_ > number_of_steps / sample_interval_` is an input error
         if nc * si > production_steps:
             raise ValueError(f'run.in: compute_msd: Nc·sample_interval = {nc}·{si} = {nc * si} exceeds the '
                              f'{production_steps} production steps (GPUMD >= 5.0 refuses it).')
     elif nc > production_steps:
         raise ValueError(f'run.in: compute_msd: Nc = {nc} exceeds the {production_steps} production steps '
                          f'(GPUMD < 5.0 refuses it).')
+    n_samples = msd.n_samples(production_steps)
+    origins = msd.n_time_origins(production_steps)
+    if origins < min_time_origins:
+        raise MsdTimeOriginsError(
+            f'run.in: compute_msd {si} {nc}: {production_steps} production steps give {n_samples} samples, and Nc = '
+            f'{nc} leaves {origins} time origin(s) (samples - Nc + 1, GPUMD msd.cu); at least {min_time_origins} '
+            f'are required: use Nc <= {max(n_samples - min_time_origins + 1, 0)} or a longer run.')
     if msd.group is not None and msd.all_groups is not None:
         raise ValueError('run.in: compute_msd: `group` and `all_groups` cannot be used together.')
     line = f'compute_msd {si} {nc}'
@@ -451,6 +633,9 @@ def make_run_in(
     model_header: str | None = None,
     fix: Sequence[tuple[int, int]] | None = None,
     gpumd_version: str = '5.6',
+    min_time_origins: int = 1,
+    dump_restart: int | None = None,
+    initial_velocities: bool = True,
 ) -> str:
     """Text of a GPUMD ``run.in`` for an MD diffusion run (equilibration, then production), validated.
 
@@ -477,12 +662,20 @@ def make_run_in(
     dump_thermo : ``thermo.out`` interval (steps), None for none.
     msd : :class:`ComputeMsd` for the production run (Nc·sample_interval ≤ production steps on GPUMD ≥ 5.0,
         Nc ≤ steps before).
+    min_time_origins : refuse (:class:`MsdTimeOriginsError`) a ``msd`` whose Nc leaves fewer time origins
+        (``production_steps // sample_interval - Nc + 1``, GPUMD's msd.cu); 1 is GPUMD's own limit.
     trajectory : :class:`TrajectoryDump` for the production run (syntax follows ``gpumd_version``).
     kspace, kspace_spacing : ``ewald`` or ``pppm`` [spacing Å] for charge-aware NEP models (qNEP).
     model_header : first line of ``nep.txt`` (e.g. ``nep4_zbl 4 Li La Zr O``); if given, ``kspace`` is refused
         for a model without ``charge`` in its type.
     fix : ``(grouping_method, group)`` pairs frozen in both runs (``fix gid`` before GPUMD 5.3, method 0 only).
     gpumd_version : ``'X.Y[.Z]'`` or ``'dev'`` (the development branch after 5.6).
+    dump_restart : write ``restart.xyz`` (model.xyz format: positions, masses, velocities, groups) every that many
+        steps, in both runs. ``dump_restart <interval>`` has one positive integer in every GPUMD version
+        (``Dump_Restart::parse``); it applies to the next run only and overwrites the file. Velocities there are in
+        Å/fs since GPUMD 3.4 (GPUMD prints that warning); early versions wrote ``restart.out``.
+    initial_velocities : False omits the ``velocity`` line, so GPUMD keeps the velocities of ``model.xyz``
+        (a continuation from a ``restart.xyz``).
     """
     version = parse_gpumd_version(gpumd_version)
     _positive('temperature', temperature)
@@ -509,12 +702,16 @@ def make_run_in(
                 raise ValueError(f'run.in: kspace spacing {kspace_spacing!r}: only for pppm, 0.2–2.0 Å.')
             line += f' {_num(kspace_spacing)}'
         lines.append(line)
-    velocity = f'velocity {_num(temperature)}'
-    if velocity_seed is not None:
-        velocity += f' seed {_positive_int("velocity_seed", velocity_seed)}'
-    lines += [velocity, f'time_step {_num(time_step_fs)}']
+    if initial_velocities:
+        velocity = f'velocity {_num(temperature)}'
+        if velocity_seed is not None:
+            velocity += f' seed {_positive_int("velocity_seed", velocity_seed)}'
+        lines.append(velocity)
+    lines.append(f'time_step {_num(time_step_fs)}')
     fix_lines = _fix_lines(fix, version)
     thermo = [] if dump_thermo is None else [f'dump_thermo {_positive_int("dump_thermo", dump_thermo)}']
+    if dump_restart is not None:
+        thermo.append(f'dump_restart {_positive_int("dump_restart", dump_restart)}')
     if pressure_coupling is not None:
         _positive('pressure_coupling', pressure_coupling)
     ens_args = (temperature, temperature_end, temperature_coupling, pressure, pressure_direction, pressure_coupling)
@@ -526,7 +723,7 @@ def make_run_in(
         lines += ['', _ensemble_line(eq_ens, *eq_args), *fix_lines, *thermo, f'run {equilibration_steps}']
     lines += ['', production_ensemble, *fix_lines, *thermo]
     if msd is not None:
-        lines.append(_msd_line(msd, production_steps, version))
+        lines.append(_msd_line(msd, production_steps, version, min_time_origins))
     if trajectory is not None:
         lines.append(_dump_line(trajectory, version))
     lines.append(f'run {production_steps}')
@@ -538,3 +735,239 @@ def write_run_in(path, **parameters) -> str:
     text = make_run_in(**parameters)
     Path(path).write_text(text)
     return text
+
+
+# ------------------------------------------------------------------------------------------------- run.in reader
+@dataclass(frozen=True)
+class GpumdRun:
+    """One ``run`` of a GPUMD ``run.in`` with the keywords in force for it.
+
+    GPUMD keeps ``potential`` and ``time_step`` (default 1 fs) from one run to the next; ``ensemble``, ``fix``,
+    ``compute_*`` and ``dump_*`` apply to the next ``run`` only (``Integrate::finalize`` and
+    ``Measure::finalize`` reset them). ``velocity`` initialises velocities once, where it stands; ``velocity`` here
+    is the last one before this run (None: model.xyz's velocities, or the default 300 K of GPUMD's log).
+
+    Attributes
+    ----------
+    steps : the run's MD steps.
+    time_step_fs : time step (fs).
+    line : 1-based line of the ``run`` keyword.
+    ensemble : tokens after ``ensemble`` (e.g. ``('nvt_bdp', '1000', '1000', '100')``), None if absent.
+    velocity : ``(T, seed or None)`` of the last ``velocity`` line before this run.
+    compute_msd : the run's ``compute_msd`` as :class:`ComputeMsd`, or None.
+    dump_thermo, dump_restart : intervals (steps), or None.
+    dumps : trajectory dumps (``dump_xyz`` in either syntax, ``dump_exyz``) as :class:`TrajectoryDump`.
+    fix : ``(grouping_method, group)`` pairs (``fix gid`` is method 0).
+    potentials : the ``potential`` files in force.
+    other : the run's other keyword lines, as token tuples.
+    """
+
+    steps: int
+    time_step_fs: float
+    line: int
+    ensemble: tuple[str, ...] | None = None
+    velocity: tuple[float, int | None] | None = None
+    compute_msd: ComputeMsd | None = None
+    dump_thermo: int | None = None
+    dump_restart: int | None = None
+    dumps: tuple[TrajectoryDump, ...] = ()
+    fix: tuple[tuple[int, int], ...] = ()
+    potentials: tuple[str, ...] = ()
+    other: tuple[tuple[str, ...], ...] = ()
+
+    @property
+    def duration_ps(self) -> float:
+        return self.steps * self.time_step_fs / 1000.0
+
+    @property
+    def n_samples(self) -> int | None:
+        """MSD samples of this run (steps // sample_interval), None without ``compute_msd``."""
+        return None if self.compute_msd is None else self.compute_msd.n_samples(self.steps)
+
+    @property
+    def n_time_origins(self) -> int | None:
+        """Time origins of every MSD lag (samples - Nc + 1, GPUMD's msd.cu), None without ``compute_msd``."""
+        return None if self.compute_msd is None else self.compute_msd.n_time_origins(self.steps)
+
+    @property
+    def dt_sample_ps(self) -> float | None:
+        """Time between MSD samples (ps), None without ``compute_msd``."""
+        return None if self.compute_msd is None else self.compute_msd.sample_interval * self.time_step_fs / 1000.0
+
+
+def _run_in_error(source, lineno, message):
+    return ValueError(f'{source}: line {lineno}: {message}')
+
+
+def _int_token(source, lineno, tokens, index, what) -> int:
+    try:
+        return int(tokens[index])
+    except (IndexError, ValueError):
+        raise _run_in_error(source, lineno, f'`{" ".join(tokens)}`: {what} must be an integer.') from None
+
+
+def _parse_compute_msd(source, lineno, tokens) -> ComputeMsd:
+    """``compute_msd <interval> <Nc> [group gm gid | all_groups gm] [save_every n]`` (msd.cu ``MSD::parse``)."""
+    interval = _int_token(source, lineno, tokens, 1, 'the sample interval')
+    nc = _int_token(source, lineno, tokens, 2, 'Nc (number of correlation steps)')
+    if interval <= 0 or nc <= 0:
+        raise _run_in_error(source, lineno, f'`{" ".join(tokens)}`: sample interval and Nc must be positive.')
+    group = all_groups = save_every = None
+    k = 3
+    while k < len(tokens):
+        if tokens[k] == 'group':
+            group = (_int_token(source, lineno, tokens, k + 1, 'the grouping method'),
+                     _int_token(source, lineno, tokens, k + 2, 'the group id'))
+            k += 3
+        elif tokens[k] == 'all_groups':
+            all_groups = _int_token(source, lineno, tokens, k + 1, 'the grouping method')
+            k += 2
+        elif tokens[k] == 'save_every':
+            save_every = _int_token(source, lineno, tokens, k + 1, 'save_every')
+            k += 2
+        else:
+            raise _run_in_error(source, lineno, f'`{" ".join(tokens)}`: unrecognised argument {tokens[k]!r} '
+                                                f'(expected group gm gid, all_groups gm or save_every n).')
+    if group is not None and all_groups is not None:
+        raise _run_in_error(source, lineno, 'compute_msd: `group` and `all_groups` cannot be used together.')
+    return ComputeMsd(interval, nc, group=group, all_groups=all_groups, save_every=save_every)
+
+
+def _parse_dump(source, lineno, tokens) -> TrajectoryDump:
+    """``dump_xyz`` (≤ 5.6: ``gm gid interval file props``; after: ``interval file [group gm gid]
+    [precision p] props``) or ``dump_exyz interval [velocity force]``."""
+    if tokens[0] == 'dump_exyz':
+        interval = _int_token(source, lineno, tokens, 1, 'the dump interval')
+        flags = [_int_token(source, lineno, tokens, k, 'a flag') for k in range(2, len(tokens))]
+        return TrajectoryDump(interval, style='dump_exyz', velocity=bool(flags[0]) if flags else False,
+                              force=bool(flags[1]) if len(flags) > 1 else False)
+    if len(tokens) >= 5 and re.fullmatch(r'-?\d+', tokens[2]):  # old syntax: gm gid interval file
+        gm, gid = (_int_token(source, lineno, tokens, k, 'the group') for k in (1, 2))
+        interval = _int_token(source, lineno, tokens, 3, 'the dump interval')
+        return TrajectoryDump(interval, tokens[4], group=None if gm < 0 else (gm, gid), properties=tuple(tokens[5:]))
+    interval = _int_token(source, lineno, tokens, 1, 'the dump interval')
+    if len(tokens) < 3:
+        raise _run_in_error(source, lineno, f'`{" ".join(tokens)}`: expected dump_xyz <interval> <file> ...')
+    group, precision, props, k = None, None, [], 3
+    while k < len(tokens):
+        if tokens[k] == 'group':
+            group = (_int_token(source, lineno, tokens, k + 1, 'the grouping method'),
+                     _int_token(source, lineno, tokens, k + 2, 'the group id'))
+            k += 3
+        elif tokens[k] == 'precision' and k + 1 < len(tokens):
+            precision = tokens[k + 1]
+            k += 2
+        else:
+            props.append(tokens[k])
+            k += 1
+    return TrajectoryDump(interval, tokens[2], group=group, properties=tuple(props), precision=precision)
+
+
+def read_run_in(path_or_text) -> list[GpumdRun]:
+    """The ``run`` blocks of a GPUMD ``run.in`` (a path, or the text itself), in order.
+
+    Comment (``#``) and blank lines are skipped. Raises ``ValueError`` naming the line for a malformed
+    ``time_step``, ``run``, ``compute_msd``, ``dump_*`` or ``fix``. The run that carries ``compute_msd`` gives the
+    MSD statistics: ``run.n_samples``, ``run.n_time_origins``, ``run.dt_sample_ps`` (see :func:`msd_run`).
+    """
+    if isinstance(path_or_text, Path) or ('\n' not in str(path_or_text) and Path(str(path_or_text)).is_file()):
+        source = str(path_or_text)
+        text = Path(path_or_text).read_text()
+    else:
+        source, text = 'run.in', str(path_or_text)
+    runs: list[GpumdRun] = []
+    time_step, potentials, velocity = 1.0, [], None
+    pending: dict = {}
+    for lineno, raw in enumerate(text.splitlines(), start=1):
+        tokens = tuple(raw.split('#', 1)[0].split())
+        if not tokens:
+            continue
+        key = tokens[0]
+        if key == 'potential':
+            potentials.append(tokens[1] if len(tokens) > 1 else '')
+        elif key == 'time_step':
+            try:
+                time_step = float(tokens[1])
+            except (IndexError, ValueError):
+                raise _run_in_error(source, lineno, f'`{raw.strip()}`: time_step needs a number (fs).') from None
+            if not time_step > 0:
+                raise _run_in_error(source, lineno, f'`{raw.strip()}`: time_step must be positive.')
+        elif key == 'velocity':
+            try:
+                temperature = float(tokens[1])
+            except (IndexError, ValueError):
+                raise _run_in_error(source, lineno, f'`{raw.strip()}`: velocity needs a temperature (K).') from None
+            seed = _int_token(source, lineno, tokens, 3, 'the seed') if 'seed' in tokens[2:3] else None
+            velocity = (temperature, seed)
+        elif key == 'ensemble':
+            pending['ensemble'] = tokens[1:]
+        elif key == 'compute_msd':
+            pending['compute_msd'] = _parse_compute_msd(source, lineno, tokens)
+        elif key in ('dump_thermo', 'dump_restart'):
+            interval = _int_token(source, lineno, tokens, 1, f'the {key} interval')
+            if interval <= 0:
+                raise _run_in_error(source, lineno, f'`{raw.strip()}`: the interval must be positive.')
+            pending[key] = interval
+        elif key in ('dump_xyz', 'dump_exyz'):
+            pending.setdefault('dumps', []).append(_parse_dump(source, lineno, tokens))
+        elif key == 'fix':
+            ints = [_int_token(source, lineno, tokens, k, 'the group') for k in range(1, len(tokens))]
+            if len(ints) not in (1, 2):
+                raise _run_in_error(source, lineno, f'`{raw.strip()}`: expected fix <gid> or fix <gm> <gid>.')
+            pending.setdefault('fix', []).append((0, ints[0]) if len(ints) == 1 else tuple(ints))
+        elif key == 'run':
+            steps = _int_token(source, lineno, tokens, 1, 'the number of steps')
+            if steps <= 0 or len(tokens) != 2:
+                raise _run_in_error(source, lineno, f'`{raw.strip()}`: expected run <positive number of steps>.')
+            runs.append(GpumdRun(steps=steps, time_step_fs=time_step, line=lineno, velocity=velocity,
+                                 potentials=tuple(potentials), ensemble=pending.get('ensemble'),
+                                 compute_msd=pending.get('compute_msd'), dump_thermo=pending.get('dump_thermo'),
+                                 dump_restart=pending.get('dump_restart'), dumps=tuple(pending.get('dumps', ())),
+                                 fix=tuple(pending.get('fix', ())), other=tuple(pending.get('other', ()))))
+            pending = {}
+        else:
+            pending.setdefault('other', []).append(tokens)
+    return runs
+
+
+def msd_run(runs: Sequence[GpumdRun], source='run.in') -> GpumdRun:
+    """The last run with ``compute_msd`` (the one whose block ends ``msd.out``); ``ValueError`` if none."""
+    with_msd = [run for run in runs if run.compute_msd is not None]
+    if not with_msd:
+        raise ValueError(f'{source}: no run has compute_msd (expected `compute_msd <interval> <Nc> …` before a run).')
+    return with_msd[-1]
+
+
+# -------------------------------------------------------------------------------------------- model.xyz reader
+def read_model_xyz(path):
+    """GPUMD's ``model.xyz`` → ``(atoms, groups)``: an ``ase.Atoms`` (velocities converted from Å/fs) and the
+    ``group:I:k`` labels as an (N, k) integer array, or None without a group column.
+
+    Reading is calorine's ``read_xyz`` (``calorine.gpumd.io``), which knows GPUMD's ``vel`` unit; only the group
+    column is taken from the file's ``group`` array here.
+    """
+    from calorine.gpumd import read_xyz
+
+    path = Path(path)
+    try:
+        atoms = read_xyz(str(path))
+    except Exception as exception:  # calorine/ASE raise many types on a malformed file
+        raise ValueError(f'{path}: not a GPUMD model.xyz ({exception}).') from exception
+    groups = atoms.arrays.get('group')
+    if groups is not None:
+        groups = np.asarray(groups, dtype=int)
+        groups = groups[:, None] if groups.ndim == 1 else groups
+    return atoms, groups
+
+
+def model_group_sizes(path, grouping_method: int = 0) -> np.ndarray | None:
+    """Atoms in each group (labels 0 … n-1) of ``grouping_method`` in a GPUMD ``model.xyz``; None without a
+    group column. ``ValueError`` when the file has fewer grouping methods."""
+    _, groups = read_model_xyz(path)
+    if groups is None:
+        return None
+    if not 0 <= grouping_method < groups.shape[1]:
+        raise ValueError(f'{path}: grouping method {grouping_method} requested, the file has {groups.shape[1]} '
+                         f'(0 … {groups.shape[1] - 1}).')
+    labels = groups[:, grouping_method]
+    return np.bincount(labels[labels >= 0], minlength=int(labels.max()) + 1 if labels.size else 0)

@@ -26,8 +26,10 @@ from calorine.nep.io import read_loss as _calorine_read_loss
 from calorine.nep.io import read_nepfile as _calorine_read_nepfile
 
 from aiida_sseff.units import EV_PER_A3_IN_GPA
+from aiida_sseff.utils import json_safe
 
 __all__ = [
+    'DEFAULT_BATCH',
     'GPUMD_TENSOR_COMPONENTS',
     'MISSING_TARGET',
     'NEP_KEYWORDS',
@@ -41,6 +43,10 @@ __all__ = [
     'read_training_directory',
     'read_virial_out',
     'rmse_from_outputs',
+    'loss_summary',
+    'rows_follow_input_order',
+    'summarise_training_directory',
+    'training_summary',
     'validate_nep_parameters',
     'virial_from_stress',
     'write_nep_in',
@@ -581,3 +587,120 @@ def virial_from_stress(stress: PredictionTarget, volume_per_atom) -> PredictionT
                          f'{stress.predicted.shape[0]} rows; expected one per structure')
     factor = factor[:, None] / EV_PER_A3_IN_GPA
     return PredictionTarget(stress.predicted * factor, stress.target * factor)
+
+
+# --- training summaries (the parser of sseff.nep.train and `aiida-sseff analyze nep-training`) ----------------------
+#: the ``batch`` of ``nep.in`` when it is not given: GPUMD nep 1000 (parameters.cu), neppo 32 (neppo/nep_in.py)
+DEFAULT_BATCH = {'nep': 1000, 'neppo': 32}
+
+_LOSS_COLUMNS = {'energy_mev_per_atom': 'RMSE_E', 'force_mev_per_angstrom': 'RMSE_F', 'virial_mev_per_atom': 'RMSE_V'}
+
+
+def rows_follow_input_order(program: str, batch: int | None, n_structures: int | None) -> bool:
+    """Whether the rows of ``*_train.out`` follow ``train.xyz``: always for neppo (its evaluation batches keep the
+    file order), for GPUMD only with a full batch (``batch >= n_structures``; it reorders otherwise)."""
+    if program == 'neppo':
+        return True
+    return batch is not None and n_structures is not None and batch >= n_structures
+
+
+def loss_summary(loss, has_test: bool) -> dict:
+    """Last row of ``loss.out`` (DataFrame of :func:`read_loss`) as RMSEs in meV/atom, meV/Å.
+
+    Returns ``{'train': {...}, 'test': {...} | None}`` with ``energy_mev_per_atom``, ``force_mev_per_angstrom``,
+    ``virial_mev_per_atom`` (None where the column is absent). GPUMD writes zeros in the test columns when there is
+    no test set, so ``test`` is None unless ``has_test``.
+    """
+    last = loss.iloc[-1]
+    result = {}
+    for label in ('train', 'test'):
+        if label == 'test' and not has_test:
+            result[label] = None
+            continue
+        result[label] = {key: json_safe(1000.0 * last[f'{column}_{label}']) if f'{column}_{label}' in loss.columns
+                         else None for key, column in _LOSS_COLUMNS.items()}
+    return result
+
+
+def training_summary(outputs: dict, program: str | None = None, volume_per_atom: dict | None = None,
+                     rows_in_order: bool = True) -> dict:
+    """Final RMSEs of a NEP training from :func:`read_training_directory`'s result.
+
+    :param outputs: ``{'loss': DataFrame | None, 'train': {...}, 'test': {...}}``.
+    :param program: ``'nep'``/``'neppo'`` (recorded only).
+    :param volume_per_atom: ``{'train': array, 'test': array}`` of V/N (Å³/atom) in the order of train.xyz/test.xyz;
+        used to turn ``stress_*.out`` (GPa) into virial RMSEs (meV/atom) when ``virial_*.out`` is absent
+        (stress-only GPUMD runs) and ``rows_in_order`` holds.
+    :returns: dict with ``loss_out`` (RMSEs of the last loss.out row), ``recomputed`` (RMSEs from the ``*.out``
+        files: ``energy_mev_per_atom``, ``force_mev_per_angstrom``, ``virial_mev_per_atom``, ``stress_gpa``),
+        ``generation`` (last reported), ``n_reports``, ``total_loss_first``/``_last``/``_min``, ``virial_from``
+        (``'virial_out'``, ``'stress_out'`` or None). NaN values become None.
+    """
+    summary: dict = {'program': program}
+    recomputed, virial_from = {}, {}
+    for label in ('train', 'test'):
+        files = dict(outputs.get(label) or {})
+        if not files:
+            recomputed[label] = None
+            continue
+        source = 'virial_out' if 'virial' in files else None
+        if 'virial' not in files and 'stress' in files and rows_in_order and volume_per_atom \
+                and volume_per_atom.get(label) is not None \
+                and len(volume_per_atom[label]) == len(files['stress'].predicted):
+            files['virial'] = virial_from_stress(files['stress'], volume_per_atom[label])
+            source = 'stress_out'
+        recomputed[label] = {key: json_safe(value) for key, value in rmse_from_outputs(files).items()}
+        virial_from[label] = source
+    summary['recomputed'] = recomputed
+    summary['virial_from'] = virial_from
+    loss = outputs.get('loss')
+    if loss is not None:
+        has_test = bool(outputs.get('test')) or any(
+            c.endswith('_test') and float(np.nanmax(np.abs(loss[c].to_numpy()))) > 0 for c in loss.columns)
+        summary['loss_out'] = loss_summary(loss, has_test)
+        summary['generation'] = int(loss.index[-1])
+        summary['n_reports'] = int(len(loss))
+        total = loss['total_loss'].to_numpy(dtype=float) if 'total_loss' in loss.columns else None
+        if total is not None:
+            summary['total_loss_first'] = json_safe(total[0])
+            summary['total_loss_last'] = json_safe(total[-1])
+            summary['total_loss_min'] = json_safe(np.nanmin(total)) if np.isfinite(total).any() else None
+    return summary
+
+
+def summarise_training_directory(directory: str | Path, program: str = 'auto') -> tuple[dict, dict]:
+    """The :func:`training_summary` of a nep/neppo run directory, and the raw :func:`read_training_directory` outputs.
+
+    :param program: ``'nep'``, ``'neppo'``, or ``'auto'``: neppo when ``nep_best.txt`` is present (neppo writes it),
+        else nep. The ``batch`` of ``nep.in`` (if present) and ``train.xyz``/``test.xyz`` (the volumes, for virial
+        RMSEs from ``stress_*.out``) are read when present.
+    :returns: ``(summary, outputs)``; ``summary['directory']`` is the directory.
+    :raises FileNotFoundError: no directory, or no output file in it.
+    :raises ValueError: an unknown ``program``; an output file that cannot be read (its name in the message).
+    """
+    from aiida_sseff.io.extxyz import read_train_xyz
+
+    directory = Path(directory)
+    if program not in ('auto', *DEFAULT_BATCH):
+        raise ValueError(f"program must be 'auto', 'nep' or 'neppo'; got {program!r}")
+    outputs = read_training_directory(directory)
+    if program == 'auto':
+        program = 'neppo' if (directory / 'nep_best.txt').is_file() else 'nep'
+    settings = {}
+    if (directory / 'nep.in').is_file():
+        try:
+            settings = read_nep_in(directory / 'nep.in')
+        except ValueError:
+            settings = {}  # the batch size is only needed for the row order; the default covers a missing one
+    volume_per_atom, n_structures = {}, {}
+    for label in ('train', 'test'):
+        path = directory / f'{label}.xyz'
+        if outputs[label] and 'virial' not in outputs[label] and path.is_file():
+            frames = read_train_xyz(path)
+            volume_per_atom[label] = [atoms.get_volume() / len(atoms) for atoms in frames]
+            n_structures[label] = len(frames)
+    batch = int(settings.get('batch', DEFAULT_BATCH[program]))
+    in_order = rows_follow_input_order(program, batch, n_structures.get('train'))
+    summary = training_summary(outputs, program, volume_per_atom, rows_in_order=in_order)
+    summary['directory'] = str(directory)
+    return summary, outputs

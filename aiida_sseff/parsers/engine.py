@@ -10,9 +10,11 @@ from aiida import orm
 from aiida.parsers import Parser
 
 from aiida_sseff.data.dataset import LabelledDataset
+from aiida_sseff.engines.md import CHECKPOINT_FILENAME
 from aiida_sseff.io.structures import read_extxyz
 
 STATUS_EXIT_CODES = {
+    'out_of_walltime': 'ERROR_OUT_OF_WALLTIME',
     'invalid_input': 'ERROR_INVALID_INPUT',
     'unknown_element': 'ERROR_UNKNOWN_ELEMENT',
     'md_unstable': 'ERROR_MD_UNSTABLE',
@@ -52,15 +54,48 @@ class _EngineParser(Parser):
 
 
 class EngineMdParser(_EngineParser):
-    """thermo.dat → ArrayData, trajectory.npz → TrajectoryData, final.xyz → StructureData, snapshots.xyz → dataset."""
+    """thermo.dat → ArrayData, trajectory.npz → TrajectoryData, final.xyz → StructureData, snapshots.xyz → dataset,
+    checkpoint.npz → SinglefileData. A run stopped for its wall time gets ``ERROR_OUT_OF_WALLTIME`` with all of these
+    (the trajectory so far), so that a continuation can start from the checkpoint and the segments can be joined."""
 
     def parse(self, **kwargs):
         report, exit_code = self._read_report()
         if exit_code:
+            if exit_code.status == self.exit_codes.ERROR_MISSING_REPORT.status and self._has(CHECKPOINT_FILENAME):
+                self._parse_killed()
             return exit_code
+        if report.get('status') == 'out_of_walltime':
+            exit_code = self._parse_outputs(report)
+            if report.get('phase') == 'equilibration':
+                where = f"equilibration step {report.get('equilibration_step')} of {report.get('n_equilibration_steps')}"
+            else:
+                where = f"production step {report.get('step')} of {report.get('n_steps')}"
+            return exit_code or self.exit_codes.ERROR_OUT_OF_WALLTIME.format(where=where)
         exit_code = self._status_exit_code(report)
         if exit_code:
             return exit_code
+        return self._parse_outputs(report)
+
+    def _parse_killed(self) -> None:
+        """The engine was killed (no report.json) after a checkpoint: the outputs it wrote with that checkpoint, so
+        that the run can be continued and joined; the results describe the checkpoint."""
+        from aiida_sseff.engines.md import CheckpointError, read_checkpoint
+
+        try:
+            with self.retrieved.base.repository.open(CHECKPOINT_FILENAME, mode='rb') as handle:
+                state = read_checkpoint(io.BytesIO(handle.read()))['state']
+        except CheckpointError as exception:
+            self.logger.warning(f'the engine was killed and its checkpoint is unreadable: {exception}')
+            return
+        report = {'killed': True, 'phase': state['phase'], 'step': state['step'],
+                  'equilibration_step': state['equilibration_step'], 'n_steps': state['parameters']['n_steps']}
+        if state['phase'] == 'equilibration':
+            report['n_frames'] = 0
+        self._parse_outputs(report)
+
+    def _parse_outputs(self, report: dict):
+        if report.get('n_frames') == 0:  # stopped for the wall time before production: no frame, no thermo row yet
+            return self._parse_state(report)
         for filename in ('thermo.dat', 'trajectory.npz', 'final.xyz'):
             if not self._has(filename):
                 return self.exit_codes.ERROR_MISSING_OUTPUT.format(filename=filename)
@@ -103,12 +138,27 @@ class EngineMdParser(_EngineParser):
                                                  'forces': 'eV/angstrom'})
         self.out('trajectory', trajectory)
 
-        final.calc = None
-        self.out('structure', orm.StructureData(ase=final))
         if self._has('snapshots.xyz'):
             snapshots = read_extxyz(repository.get_object_content('snapshots.xyz', mode='rb'))
             self.out('snapshots', LabelledDataset(snapshots, require_labels=False))
+        return self._parse_state(report, final)
+
+    def _parse_state(self, report: dict, final=None):
+        """The last configuration, the checkpoint and the results."""
+        repository = self.retrieved.base.repository
+        if final is None:
+            if not self._has('final.xyz'):
+                return self.exit_codes.ERROR_MISSING_OUTPUT.format(filename='final.xyz')
+            from ase.io import read
+
+            final = read(io.StringIO(repository.get_object_content('final.xyz')), format='extxyz')
+        final.calc = None
+        self.out('structure', orm.StructureData(ase=final))
+        if self._has(CHECKPOINT_FILENAME):
+            with repository.open(CHECKPOINT_FILENAME, mode='rb') as handle:
+                self.out('checkpoint', orm.SinglefileData(io.BytesIO(handle.read()), filename=CHECKPOINT_FILENAME))
         self.out('results', self._results(report))
+        return None
 
 
 class EngineLabelParser(_EngineParser):

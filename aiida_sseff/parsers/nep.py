@@ -1,8 +1,9 @@
 """Parser of ``sseff.nep.train`` (GPUMD ``nep`` / ``neppo train``); it reads only ``self.retrieved``.
 
-The file formats are read by :mod:`aiida_sseff.io.nep`; :func:`training_summary` (no database needed) turns a run
-directory's outputs into the final RMSEs, as reported in ``loss.out`` and as recomputed from ``*_train.out`` /
-``*_test.out`` with GPUMD's definitions. The ``aiida-sseff analyze nep-training`` command uses the same function.
+The file formats are read by :mod:`aiida_sseff.io.nep`, whose :func:`~aiida_sseff.io.nep.training_summary` (no
+database needed) turns a run directory's outputs into the final RMSEs, as reported in ``loss.out`` and as recomputed
+from ``*_train.out`` / ``*_test.out`` with GPUMD's definitions. ``aiida-sseff analyze nep-training`` uses the same
+function (through :func:`~aiida_sseff.io.nep.summarise_training_directory`).
 """
 
 from __future__ import annotations
@@ -13,91 +14,12 @@ import numpy as np
 from aiida import orm
 from aiida.parsers import Parser
 
-from aiida_sseff.utils import json_safe
-
-__all__ = ['NepTrainParser', 'loss_summary', 'rows_follow_input_order', 'training_summary']
+__all__ = ['NepTrainParser']
 
 #: relative margin for "the loss decreased": the last total loss must be below (1 - margin) x the first one
 LOSS_DECREASE_MARGIN = 0.01
 #: GPUMD nep writes a loss.out row every 100 generations
 GPUMD_LOSS_INTERVAL = 100
-
-_LOSS_COLUMNS = {'energy_mev_per_atom': 'RMSE_E', 'force_mev_per_angstrom': 'RMSE_F', 'virial_mev_per_atom': 'RMSE_V'}
-
-
-def rows_follow_input_order(program: str, batch: int | None, n_structures: int | None) -> bool:
-    """Whether the rows of ``*_train.out`` follow ``train.xyz``: always for neppo (its evaluation batches keep the
-    file order), for GPUMD only with a full batch (``batch >= n_structures``; it reorders otherwise)."""
-    if program == 'neppo':
-        return True
-    return batch is not None and n_structures is not None and batch >= n_structures
-
-
-def loss_summary(loss, has_test: bool) -> dict:
-    """Last row of ``loss.out`` (DataFrame of :func:`aiida_sseff.io.nep.read_loss`) as RMSEs in meV/atom, meV/Å.
-
-    Returns ``{'train': {...}, 'test': {...} | None}`` with ``energy_mev_per_atom``, ``force_mev_per_angstrom``,
-    ``virial_mev_per_atom`` (None where the column is absent). GPUMD writes zeros in the test columns when there is
-    no test set, so ``test`` is None unless ``has_test``.
-    """
-    last = loss.iloc[-1]
-    result = {}
-    for label in ('train', 'test'):
-        if label == 'test' and not has_test:
-            result[label] = None
-            continue
-        result[label] = {key: json_safe(1000.0 * last[f'{column}_{label}']) if f'{column}_{label}' in loss.columns
-                         else None for key, column in _LOSS_COLUMNS.items()}
-    return result
-
-
-def training_summary(outputs: dict, program: str | None = None, volume_per_atom: dict | None = None,
-                     rows_in_order: bool = True) -> dict:
-    """Final RMSEs of a NEP training from :func:`aiida_sseff.io.nep.read_training_directory`'s result.
-
-    :param outputs: ``{'loss': DataFrame | None, 'train': {...}, 'test': {...}}``.
-    :param program: ``'nep'``/``'neppo'`` (recorded only).
-    :param volume_per_atom: ``{'train': array, 'test': array}`` of V/N (Å³/atom) in the order of train.xyz/test.xyz;
-        used to turn ``stress_*.out`` (GPa) into virial RMSEs (meV/atom) when ``virial_*.out`` is absent
-        (stress-only GPUMD runs) and ``rows_in_order`` holds.
-    :returns: dict with ``loss_out`` (RMSEs of the last loss.out row), ``recomputed`` (RMSEs from the ``*.out``
-        files: ``energy_mev_per_atom``, ``force_mev_per_angstrom``, ``virial_mev_per_atom``, ``stress_gpa``),
-        ``generation`` (last reported), ``n_reports``, ``total_loss_first``/``_last``/``_min``, ``virial_from``
-        (``'virial_out'``, ``'stress_out'`` or None). NaN values become None.
-    """
-    from aiida_sseff.io.nep import rmse_from_outputs, virial_from_stress
-
-    summary: dict = {'program': program}
-    recomputed, virial_from = {}, {}
-    for label in ('train', 'test'):
-        files = dict(outputs.get(label) or {})
-        if not files:
-            recomputed[label] = None
-            continue
-        source = 'virial_out' if 'virial' in files else None
-        if 'virial' not in files and 'stress' in files and rows_in_order and volume_per_atom \
-                and volume_per_atom.get(label) is not None \
-                and len(volume_per_atom[label]) == len(files['stress'].predicted):
-            files['virial'] = virial_from_stress(files['stress'], volume_per_atom[label])
-            source = 'stress_out'
-        recomputed[label] = {key: json_safe(value) for key, value in rmse_from_outputs(files).items()}
-        virial_from[label] = source
-    summary['recomputed'] = recomputed
-    summary['virial_from'] = virial_from
-    loss = outputs.get('loss')
-    if loss is not None:
-        has_test = bool(outputs.get('test')) or any(
-            c.endswith('_test') and float(np.nanmax(np.abs(loss[c].to_numpy()))) > 0 for c in loss.columns)
-        summary['loss_out'] = loss_summary(loss, has_test)
-        summary['generation'] = int(loss.index[-1])
-        summary['n_reports'] = int(len(loss))
-        total = loss['total_loss'].to_numpy(dtype=float) if 'total_loss' in loss.columns else None
-        if total is not None:
-            summary['total_loss_first'] = json_safe(total[0])
-            summary['total_loss_last'] = json_safe(total[-1])
-            summary['total_loss_min'] = json_safe(np.nanmin(total)) if np.isfinite(total).any() else None
-    return summary
-
 
 def _nan_generation(loss) -> int | None:
     """First generation whose total loss or a training RMSE is not finite, else None.
@@ -131,7 +53,13 @@ class NepTrainParser(Parser):
             resolve_program,
         )
         from aiida_sseff.data.model import ModelFileError, NepModel
-        from aiida_sseff.io.nep import read_loss, read_training_directory
+        from aiida_sseff.io.nep import (
+            DEFAULT_BATCH,
+            read_loss,
+            read_training_directory,
+            rows_follow_input_order,
+            training_summary,
+        )
 
         names = set(self.retrieved.base.repository.list_object_names())
         stderr = ''
@@ -176,7 +104,7 @@ class NepTrainParser(Parser):
                 volume_per_atom[label] = [atoms.get_volume() / len(atoms) for atoms in dataset.get_ase()]
         train = getattr(self.node.inputs, 'train', None)
         n_train = train.n_structures if train is not None else None
-        batch = parameters.get('batch', 1000 if program == 'nep' else 32)
+        batch = parameters.get('batch', DEFAULT_BATCH[program])
         summary = training_summary(outputs, program, volume_per_atom,
                                    rows_in_order=rows_follow_input_order(program, int(batch), n_train))
         requested = int(parameters.get('generation', 100000))

@@ -33,6 +33,7 @@ from aiida_sseff.analysis.geometry import closest_pair
 from aiida_sseff.calculations.cp2k import Cp2kCalculation, kinds_problem, structure_problem
 from aiida_sseff.calculations.engine import EngineLabelCalculation
 from aiida_sseff.data.dataset import LabelledDataset
+from aiida_sseff.data.reference import ReferenceError, SurrogateReference
 from aiida_sseff.io import cp2k as cp2k_io
 from aiida_sseff.io.structures import attach_labels
 from aiida_sseff.protocols.utils import ProtocolMixin
@@ -43,8 +44,8 @@ try:  # aiida-vasp is the optional extra `vasp` of aiida-sseff
 except ImportError:  # pragma: no cover - exercised only where aiida-vasp is not installed
     VaspWorkChain = None
 
-__all__ = ['LABELLERS', 'Cp2kBaseWorkChain', 'LabellingWorkChain', 'collect_batches', 'collect_single_points',
-           'extract_structures', 'split_dataset']
+__all__ = ['LABELLERS', 'Cp2kBaseWorkChain', 'LabellingWorkChain', 'batch_structures', 'collect_batches',
+           'collect_single_points', 'extract_structures', 'labeller_problem']
 
 LABELLERS = ('cp2k', 'vasp', 'surrogate')
 
@@ -157,7 +158,7 @@ def extract_structures(dataset: LabelledDataset, indices: orm.List) -> dict:
 
 
 @calcfunction
-def split_dataset(dataset: LabelledDataset, indices: orm.List, batch_size: orm.Int) -> dict:
+def batch_structures(dataset: LabelledDataset, indices: orm.List, batch_size: orm.Int) -> dict:
     """The selected structures in consecutive batches of ``batch_size`` (keys ``b<first index position>``); each
     structure carries ``info['dataset_index']``, its index in ``dataset`` (the engine writes its own, batch-local,
     ``source_index``)."""
@@ -231,8 +232,11 @@ def _labels_of(node, n_atoms: int):
 
 
 @calcfunction
-def collect_batches(failures: orm.List, **batches) -> dict:
-    """Merge the labelled batches of the surrogate labeller into one dataset, ordered by ``source_index``."""
+def collect_batches(failures: orm.List, reference: SurrogateReference, **batches) -> dict:
+    """Merge the labelled batches of the surrogate labeller into one dataset, ordered by ``source_index``.
+
+    ``reference`` is the model that labelled them: an input here too, so the merged dataset is one link from it.
+    """
     structures = []
     for key in sorted(batches):
         for atoms in batches[key].get_ase():
@@ -256,9 +260,28 @@ def _selected_indices(inputs) -> list[int]:
     return list(range(n_structures))
 
 
-def _validate_inputs(inputs, port_namespace):  # noqa: PLR0911, PLR0912 - one sentence per bad input
+def labeller_problem(inputs, elements) -> str | None:
+    """What is wrong with the labeller's inputs (its name, k-points, batch size, its namespace) for structures of
+    ``elements``, or None. Also used by WorkChains that expose this one before they have the structures."""
+    labeller = inputs['labeller'].value
+    if labeller not in LABELLERS:
+        return f'labeller `{labeller}` unknown; choose one of {", ".join(LABELLERS)}'
+    spacing = inputs['kpoints_spacing'].value if 'kpoints_spacing' in inputs else None
+    if spacing is not None and not spacing > 0:
+        return f'kpoints_spacing must be > 0 Å⁻¹ (leave it out for Γ only), got {spacing}'
+    if inputs['batch_size'].value < 1:
+        return f"batch_size must be at least 1, got {inputs['batch_size'].value}"
+    namespace = inputs.get(labeller, {})
+    if labeller == 'cp2k':
+        return _cp2k_problem(namespace, elements)
+    if labeller == 'vasp':
+        return _vasp_problem(namespace, elements)
+    return _surrogate_problem(namespace, elements)
+
+
+def _validate_inputs(inputs, port_namespace):  # noqa: PLR0911 - one sentence per bad input
     if 'structures' not in port_namespace:
-        # exposed in another WorkChain without `structures`: the labelling itself validates when it is launched
+        # exposed in another WorkChain without `structures`: that one checks `labeller_problem` with the elements
         return None
     labeller = inputs['labeller'].value
     if labeller not in LABELLERS:
@@ -273,11 +296,6 @@ def _validate_inputs(inputs, port_namespace):  # noqa: PLR0911, PLR0912 - one se
         return f'indices {bad[:10]} out of range for a dataset of {n_structures} structures'
     if len(set(selected)) != len(selected):
         return 'the selection holds the same structure twice'
-    spacing = inputs['kpoints_spacing'].value if 'kpoints_spacing' in inputs else None
-    if spacing is not None and not spacing > 0:
-        return f'kpoints_spacing must be > 0 Å⁻¹ (leave it out for Γ only), got {spacing}'
-    if inputs['batch_size'].value < 1:
-        return f"batch_size must be at least 1, got {inputs['batch_size'].value}"
     min_distance = inputs['min_distance'].value
     structures = dataset.get_ase()
     for index in selected:
@@ -286,13 +304,7 @@ def _validate_inputs(inputs, port_namespace):  # noqa: PLR0911, PLR0912 - one se
                                                                                                         min_distance)
         if problem:
             return f'structure {index}: {problem}'
-    elements = sorted({s for i in selected for s in structures[i].get_chemical_symbols()})
-    namespace = inputs.get(labeller, {})
-    if labeller == 'cp2k':
-        return _cp2k_problem(namespace, elements)
-    if labeller == 'vasp':
-        return _vasp_problem(namespace, elements)
-    return _surrogate_problem(namespace, elements)
+    return labeller_problem(inputs, sorted({s for i in selected for s in structures[i].get_chemical_symbols()}))
 
 
 def _overlap_problem(atoms, min_distance: float) -> str | None:
@@ -348,6 +360,10 @@ def _surrogate_problem(namespace, elements) -> str | None:
         missing = sorted(set(elements) - set(model.elements))
         if missing:
             return f'the surrogate model does not know the element(s) {", ".join(missing)}'
+    try:
+        SurrogateReference.describe(namespace['calculator'].get_dict(), model)
+    except ReferenceError as exception:
+        return f'the surrogate reference cannot be described: {exception}'
     return None
 
 
@@ -384,7 +400,7 @@ class LabellingWorkChain(ProtocolMixin, WorkChain):
                                                   'help': 'Inputs of aiida-vasp VaspWorkChain for labeller `vasp`.'})
         else:  # pragma: no cover
             spec.input_namespace('vasp', dynamic=True, required=False, help='Needs aiida-vasp (extra `vasp`).')
-        spec.expose_inputs(EngineLabelCalculation, namespace='surrogate', exclude=('structures',),
+        spec.expose_inputs(EngineLabelCalculation, namespace='surrogate', exclude=('structures', 'reference'),
                            namespace_options={'required': False, 'populate_defaults': False,
                                               'help': 'Inputs of EngineLabelCalculation for labeller `surrogate`.'})
         spec.inputs.validator = _validate_inputs
@@ -398,16 +414,27 @@ class LabellingWorkChain(ProtocolMixin, WorkChain):
         spec.output('failures', valid_type=orm.Dict,
                     help='n_selected, n_labelled, n_failed, labelled_indices, failures [{index, process, '
                          'exit_status, message}].')
+        spec.output('reference', valid_type=SurrogateReference, required=False,
+                    help='Labeller `surrogate`: the model as a node (package, version, weights sha256), an input of '
+                         'every labelling job.')
         spec.exit_code(410, 'ERROR_ALL_FAILED', message='No structure could be labelled: {message}')
 
     @classmethod
-    def get_builder_from_protocol(cls, code, structures, labeller='cp2k', protocol=None, overrides=None, options=None,
-                                  model=None):
+    def get_builder_from_protocol(cls, code, structures=None, labeller='cp2k', protocol=None, overrides=None,
+                                  options=None, model=None, elements=None):
         """A ready builder for ``labeller`` with the protocol's settings (``fast``, ``balanced``, ``stringent``,
-        ``gamma``), merged with ``overrides``; ``options`` become the ``metadata.options`` of every job."""
+        ``gamma``), merged with ``overrides``; ``options`` become the ``metadata.options`` of every job.
+
+        :param structures: the ``sseff.dataset`` to label; None leaves it to be set (a pipeline sets it from its
+            sampling stage), and then ``elements`` (the elements it will hold) gives the VASP potential mapping.
+        """
+        if labeller not in LABELLERS:
+            raise ValueError(f'labeller `{labeller}` unknown; choose one of {", ".join(LABELLERS)}')
         inputs = cls.get_protocol_inputs(protocol, overrides)
         builder = cls.get_builder()
-        builder.structures = structures
+        if structures is not None:
+            builder.structures = structures
+            elements = structures.elements
         builder.labeller = orm.Str(labeller)
         builder.batch_size = orm.Int(inputs['batch_size'])
         builder.min_distance = orm.Float(inputs['min_distance'])
@@ -427,7 +454,8 @@ class LabellingWorkChain(ProtocolMixin, WorkChain):
             builder.vasp.parameters = orm.Dict({'incar': section['incar']})
             builder.vasp.potential_family = orm.Str(section['potential_family'])
             mapping = section.get('potential_mapping') or {}
-            builder.vasp.potential_mapping = orm.Dict({el: mapping.get(el, el) for el in structures.elements})
+            if elements:
+                builder.vasp.potential_mapping = orm.Dict({el: mapping.get(el, el) for el in elements})
             builder.vasp.settings = orm.Dict({'parser_settings': {'energy_type': ['energy_free',
                                                                                    'energy_extrapolated']}})
             if options:
@@ -450,7 +478,12 @@ class LabellingWorkChain(ProtocolMixin, WorkChain):
         self.ctx.failures = []
         self.ctx.done = {}
         if self.ctx.labeller == 'surrogate':
-            batches = split_dataset(self.inputs.structures, indices, self.inputs.batch_size)
+            surrogate = self.inputs.surrogate
+            # the model itself in the provenance graph (one node per reference, reused): an input of every job
+            self.ctx.reference = SurrogateReference.get_or_create(surrogate.calculator.get_dict(),
+                                                                  surrogate.get('model'))
+            self.out('reference', self.ctx.reference)
+            batches = batch_structures(self.inputs.structures, indices, self.inputs.batch_size)
             self.ctx.pending = sorted(batches.items())
         else:
             structures = extract_structures(self.inputs.structures, indices)
@@ -497,6 +530,7 @@ class LabellingWorkChain(ProtocolMixin, WorkChain):
             return VaspWorkChain, inputs
         inputs = AttributeDict(self.exposed_inputs(EngineLabelCalculation, namespace='surrogate'))
         inputs.structures = node
+        inputs.reference = self.ctx.reference
         metadata = dict(inputs.get('metadata', {}))
         inputs.metadata = {**metadata, 'call_link_label': label, 'label': label}
         return EngineLabelCalculation, inputs
@@ -535,7 +569,7 @@ class LabellingWorkChain(ProtocolMixin, WorkChain):
             return self.exit_codes.ERROR_ALL_FAILED.format(message=messages)
         failures = orm.List(self.ctx.failures)
         if self.ctx.labeller == 'surrogate':
-            result = collect_batches(failures, **self.ctx.done)
+            result = collect_batches(failures, self.ctx.reference, **self.ctx.done)
         else:
             result = collect_single_points(self.inputs.structures, failures, **self.ctx.done)
         self.out('dataset', result['dataset'])

@@ -1,220 +1,224 @@
-"""``sseff.pipeline``: the main job. Sample an SSE by MD at several temperatures, select, label, train a NEP model —
-all in provenance. ``aiida-sseff demo`` runs it on the shipped Li10GeP2S12 cell.
+"""``sseff.pipeline``: the main job, the composition of its stages, every step in provenance.
 
-Each optional stage runs when its code is given (``training.code``); the stage's own WorkChain is built at run time
-from its protocol name and overrides (inputs of this WorkChain, so they are in provenance) and the dataset made here.
+``sseff.sample`` (:class:`SamplingWorkChain`) → ``sseff.label`` (:class:`LabellingWorkChain`) → ``sseff.train.nep``
+(:class:`NepTrainingWorkChain`) → ``sseff.diffusion`` (:class:`DiffusionWorkChain`), each exposed in its own input
+namespace (aiida-quantumespresso's ``PwBandsWorkChain`` pattern): the pipeline sets only what it hands from one stage
+to the next — the structure, the selected candidates, the labelled dataset, the trained model and the cell width it
+needs (``min_cell_width_factor`` × the model's cutoff) — and never repeats a step of a stage. Every labeller (CP2K,
+VASP, a surrogate) and every MD engine of the stages is reachable. Training and diffusion are optional: a namespace
+that is not given is skipped. ``aiida-sseff demo`` runs it on the shipped Li10GeP2S12 cell.
 """
 
 from __future__ import annotations
 
 from aiida import orm
 from aiida.common import AttributeDict
-from aiida.engine import ToContext, WorkChain, calcfunction, if_
+from aiida.engine import ToContext, WorkChain, if_
 
-from aiida_sseff.calculations.engine import EngineLabelCalculation, EngineMdCalculation
-from aiida_sseff.data.dataset import LabelledDataset
-from aiida_sseff.data.model import NepModel
 from aiida_sseff.protocols.utils import ProtocolMixin
 from aiida_sseff.workflows.diffusion import DiffusionWorkChain
-from aiida_sseff.workflows.stages import declare_stage, stage_builder, stage_requested
+from aiida_sseff.workflows.labelling import LabellingWorkChain, labeller_problem
+from aiida_sseff.workflows.sampling import SamplingWorkChain
 from aiida_sseff.workflows.training import NepTrainingWorkChain
 
+__all__ = ['SseffPipelineWorkChain']
 
-@calcfunction
-def collect_candidates(**snapshots: LabelledDataset) -> LabelledDataset:
-    """Merge the MD snapshots of all temperatures into one unlabelled candidate set (ordered by temperature label)."""
-    structures = []
-    for key in sorted(snapshots):
-        structures.extend(snapshots[key].get_ase())
-    return LabelledDataset(structures, require_labels=False)
+#: the inputs of each stage that the pipeline computes (handed from the stage before it, or the pipeline's own)
+SAMPLING_EXCLUDE = ('structure',)
+LABELLING_EXCLUDE = ('structures', 'indices')
+TRAINING_EXCLUDE = ('dataset',)
+DIFFUSION_EXCLUDE = ('structure', 'model', 'min_cell_width', 'mobile_species')
 
 
-@calcfunction
-def select_structures(candidates: LabelledDataset, n_structures: orm.Int) -> LabelledDataset:
-    """Select ``n_structures`` candidates by farthest-point sampling of untrained-NEP descriptors.
+def _validate_mobile_species(value, _):
+    from ase.data import chemical_symbols
 
-    See :func:`aiida_sseff.workflows.selection.candidate_descriptors` for the descriptor used.
-    """
-    from aiida_sseff.workflows.selection import select_indices
-
-    structures = candidates.get_ase()
-    indices = select_indices(structures, n_structures.value)
-    selected = [structures[i] for i in indices]
-    for index, atoms in zip(indices, selected, strict=True):
-        atoms.info['candidate_index'] = int(index)
-    return LabelledDataset(selected, require_labels=False)
+    if value.value not in chemical_symbols[1:]:
+        return f'mobile_species `{value.value}` is not a chemical element symbol (e.g. Li, Na, Mg)'
+    return None
 
 
 def _validate_inputs(inputs, _):
-    temperatures = inputs['sampling']['temperatures'].get_list()
-    if not temperatures:
-        return 'sampling.temperatures is empty'
-    if any(float(t) <= 0 for t in temperatures):
-        return f'sampling.temperatures must be positive (K), got {temperatures}'
-    if len(set(temperatures)) != len(temperatures):
-        return f'sampling.temperatures has duplicates: {temperatures}'
-    md = inputs['sampling']['md'].get_dict()
-    if 'temperature_K' in md:
-        return 'give temperatures in sampling.temperatures, not sampling.md.temperature_K'
-    if not md.get('snapshot_interval'):
-        return 'sampling.md.snapshot_interval must be > 0: snapshots are the candidates'
-    if inputs['selection']['n_structures'].value < 1:
-        return 'selection.n_structures must be at least 1'
-    if 'Li' not in inputs['structure'].get_symbols_set():
-        return 'the structure holds no Li: aiida-sseff studies Li-ion conductors'
+    """What the stages' own validators cannot check before the stage runs: the parts that the pipeline hands over."""
+    structure = inputs['structure']
+    species = inputs['mobile_species'].value
+    symbols = set(structure.get_symbols_set())
+    if species not in symbols:
+        return (f'the structure ({structure.get_formula()}) holds no {species}, the mobile species: nothing can '
+                f'diffuse; give mobile_species, one of {", ".join(sorted(symbols))}')
+    if inputs['min_cell_width_factor'].value < 0:
+        return f'min_cell_width_factor must be >= 0, got {inputs["min_cell_width_factor"].value}'
+    # the sampling stage's own validator, with the structure that the pipeline gives it
+    message = SamplingWorkChain.spec().inputs.validator({**inputs['sampling'], 'structure': structure}, None)
+    if message:
+        return f'sampling: {message}'
+    # the labelling stage's checks that need no structures, for the elements the candidates will hold
+    message = labeller_problem(inputs['labelling'], sorted(symbols))
+    if message:
+        return f'labelling: {message}'
+    if inputs.get('diffusion') and not inputs.get('training'):
+        return 'the diffusion stage needs a trained model: give the training namespace too'
+    return None
 
 
 class SseffPipelineWorkChain(ProtocolMixin, WorkChain):
-    """Sample → select → label, on any engine code (``aiida-sseff-engine``), every step a node in provenance."""
+    """Sample → label → train NEP → diffusion, each stage its own WorkChain exposed in a namespace."""
 
     _protocol_file = 'pipeline.yaml'
-    _protocol_open_keys = ('training.overrides', 'diffusion.overrides', 'sampling.calculator', 'labelling.calculator')
+    # each stage checks its own overrides against its own protocol
+    _protocol_open_keys = ('sampling', 'labelling', 'training', 'diffusion')
 
     @classmethod
     def define(cls, spec):
         super().define(spec)
         spec.input('structure', valid_type=orm.StructureData, help='The electrolyte (periodic cell).')
-        spec.input('code', valid_type=orm.AbstractCode, help='The `aiida-sseff-engine` code.')
-        spec.input_namespace('sampling', help='MD sampling with a surrogate model.')
-        spec.input('sampling.temperatures', valid_type=orm.List, help='Temperatures (K), one MD run each.')
-        spec.input('sampling.md', valid_type=orm.Dict, help='MD parameters except temperature_K (engine md).')
-        spec.input('sampling.calculator', valid_type=orm.Dict, help='Calculator spec of the sampling model.')
-        spec.input('sampling.model', required=False, help='Model node for kind nep/mace.')
-        spec.input_namespace('selection')
-        spec.input('selection.n_structures', valid_type=orm.Int, help='How many candidates to label.')
-        spec.input_namespace('labelling', help='The reference that labels the selection.')
-        spec.input('labelling.calculator', valid_type=orm.Dict, help='Calculator spec of the reference.')
-        spec.input('labelling.model', required=False, help='Model node for kind nep/mace.')
-        spec.input('options', valid_type=orm.Dict, required=False, help='CalcJob metadata.options for every job.')
-        declare_stage(spec, 'training', 'NEP training of the labelled dataset (sseff.train.nep); skipped without a code.',
-                      'GPUMD `nep` or `neppo`.')
-        declare_stage(spec, 'diffusion', 'Li transport of the trained model (sseff.diffusion); needs training.',
-                      'The engine (CPUNEP) or a GPUMD `gpumd` code.')
+        spec.input('mobile_species', valid_type=orm.Str, default=lambda: orm.Str('Li'),
+                   validator=_validate_mobile_species, help='The diffusing ion (Li, Na, Mg, ...).')
+        spec.input('min_cell_width_factor', valid_type=orm.Float, default=lambda: orm.Float(2.0),
+                   help='The diffusion MD runs in a cell whose every perpendicular width is at least this × the '
+                        "trained model's radial cutoff (replicated if needed); 0: the cell as given.")
+        spec.expose_inputs(SamplingWorkChain, namespace='sampling', exclude=SAMPLING_EXCLUDE,
+                           namespace_options={'help': 'Inputs of sseff.sample (the structure is the pipeline\'s).'})
+        spec.expose_inputs(LabellingWorkChain, namespace='labelling', exclude=LABELLING_EXCLUDE,
+                           namespace_options={'help': 'Inputs of sseff.label (structures: the selected candidates).'})
+        spec.expose_inputs(NepTrainingWorkChain, namespace='training', exclude=TRAINING_EXCLUDE,
+                           namespace_options={'required': False, 'populate_defaults': False,
+                                              'help': 'Inputs of sseff.train.nep (dataset: the labelled set); '
+                                                      'no training without them.'})
+        spec.expose_inputs(DiffusionWorkChain, namespace='diffusion', exclude=DIFFUSION_EXCLUDE,
+                           namespace_options={'required': False, 'populate_defaults': False,
+                                              'help': 'Inputs of sseff.diffusion (structure, model, mobile species: '
+                                                      'the pipeline\'s); no diffusion without them.'})
+        # these validators need what the pipeline hands over (the structure, the model): the pipeline's validator
+        # runs the sampling one with the structure filled in; the diffusion stage validates itself when submitted
+        spec.inputs['sampling'].validator = None
+        spec.inputs['diffusion'].validator = None
         spec.inputs.validator = _validate_inputs
 
         spec.outline(
-            cls.setup, cls.run_sampling, cls.inspect_sampling, cls.select, cls.run_labelling, cls.inspect_labelling,
+            cls.run_sampling, cls.inspect_sampling,
+            cls.run_labelling, cls.inspect_labelling,
             if_(cls.should_train)(
                 cls.run_training, cls.inspect_training,
                 if_(cls.should_diffuse)(cls.run_diffusion, cls.inspect_diffusion),
             ),
         )
 
-        spec.output('candidates', valid_type=LabelledDataset, help='All MD snapshots (unlabelled).')
-        spec.output('selected', valid_type=LabelledDataset, help='The selected candidates (unlabelled).')
-        spec.output('dataset', valid_type=LabelledDataset, help='The selection with reference labels.')
-        spec.output('model', valid_type=NepModel, required=False, help='The best NEP replica (held-out force RMSE).')
-        spec.output('training_metrics', valid_type=orm.Dict, required=False, help='Its held-out errors.')
-        spec.output('transport', valid_type=orm.Dict, required=False,
-                    help='Ea, D0, D and σ at 300 K with errors, per-temperature table (sseff.diffusion results).')
+        spec.expose_outputs(SamplingWorkChain, namespace='sampling')
+        spec.expose_outputs(LabellingWorkChain, namespace='labelling')
+        spec.expose_outputs(NepTrainingWorkChain, namespace='training', namespace_options={'required': False})
+        spec.expose_outputs(DiffusionWorkChain, namespace='diffusion', namespace_options={'required': False})
 
-        spec.exit_code(401, 'ERROR_SAMPLING_FAILED', message='The sampling MD failed at {temperatures} K.')
-        spec.exit_code(402, 'ERROR_LABELLING_FAILED', message='The labelling calculation failed: {message}')
-        spec.exit_code(403, 'ERROR_TOO_FEW_CANDIDATES',
-                       message='Only {n_candidates} candidates for {n_structures} structures: sample longer.')
-        spec.exit_code(404, 'ERROR_TRAINING_FAILED', message='The NEP training failed: {message}')
-        spec.exit_code(405, 'ERROR_DIFFUSION_FAILED', message='The diffusion MD of the trained model failed: {message}')
+        spec.exit_code(401, 'ERROR_SAMPLING_FAILED', message='The sampling stage (sseff.sample) failed: {message}')
+        spec.exit_code(402, 'ERROR_LABELLING_FAILED', message='The labelling stage (sseff.label) failed: {message}')
+        spec.exit_code(404, 'ERROR_TRAINING_FAILED', message='The training stage (sseff.train.nep) failed: {message}')
+        spec.exit_code(405, 'ERROR_DIFFUSION_FAILED', message='The diffusion stage (sseff.diffusion) failed: {message}')
 
     @classmethod
-    def get_builder_from_protocol(cls, code, structure, protocol=None, overrides=None, options=None,
-                                  training_code=None, diffusion_code=None):
-        """A ready builder: protocol defaults (``fast``, ``balanced``, ``stringent``) merged with ``overrides``.
+    def get_builder_from_protocol(cls, code, structure, protocol=None, overrides=None, options=None,  # noqa: PLR0913
+                                  labeller='surrogate', labelling_code=None, training_code=None, diffusion_code=None,
+                                  mobile_species=None, sampling_model=None, labelling_model=None):
+        """A ready builder: each stage's builder from its own ``get_builder_from_protocol`` with the same protocol name
+        (``fast``, ``balanced``, ``stringent``), merged with this protocol's section for the stage and ``overrides``.
 
-        :param training_code: GPUMD ``nep`` or ``neppo``; with it, the labelled dataset is used to train NEP models
-            with the training protocol named in this protocol's ``training`` section.
-        :param diffusion_code: the engine code (CPUNEP) or GPUMD ``gpumd``; with it (and a training code), the trained
-            model's Li diffusivity is computed at the temperatures of the ``diffusion`` section (Arrhenius → Ea, σ).
+        :param code: the ``aiida-sseff-engine`` code of the sampling MD (and of the surrogate labeller by default).
+        :param labeller: ``surrogate`` (default; CHGNet unless ``labelling_model`` is given), ``cp2k`` or ``vasp``.
+        :param labelling_code: the CP2K or VASP code (the engine code for ``surrogate``, default ``code``).
+        :param training_code: GPUMD ``nep`` or ``neppo``; without it there is no training (nor diffusion).
+        :param diffusion_code: the engine (CPUNEP) or GPUMD ``gpumd``; needs ``training_code``.
+        :param mobile_species: the diffusing ion (default: the protocol's, Li).
+        :param options: ``metadata.options`` of every CalcJob of every stage.
         """
+        from aiida_sseff.data.model import MaceModel, NepModel
+
         if diffusion_code is not None and training_code is None:
             raise ValueError('the diffusion stage needs a trained model: give a training_code too')
         inputs = cls.get_protocol_inputs(protocol, overrides)
         builder = cls.get_builder()
-        builder.code = code
         builder.structure = structure
-        builder.sampling.temperatures = orm.List([float(t) for t in inputs['sampling']['temperatures']])
-        builder.sampling.md = orm.Dict(inputs['sampling']['md'])
-        builder.sampling.calculator = orm.Dict(inputs['sampling']['calculator'])
-        builder.selection.n_structures = orm.Int(inputs['selection']['n_structures'])
-        builder.labelling.calculator = orm.Dict(inputs['labelling']['calculator'])
-        if options:
-            builder.options = orm.Dict(options)
+        builder.mobile_species = orm.Str(mobile_species or inputs['mobile_species'])
+        builder.min_cell_width_factor = orm.Float(inputs['min_cell_width_factor'])
+
+        sampling = SamplingWorkChain.get_builder_from_protocol(
+            code, structure, protocol=protocol, overrides=inputs.get('sampling'), options=options, model=sampling_model)
+        builder.sampling = _stage_inputs(sampling, SAMPLING_EXCLUDE)
+
+        if labeller == 'surrogate' and labelling_model is not None:
+            kind = {NepModel: 'nep', MaceModel: 'mace'}.get(type(labelling_model))
+            if kind is None:
+                raise ValueError(f'labelling_model must be a NepModel or MaceModel, got {type(labelling_model)}')
+            labelling_overrides = {**(inputs.get('labelling') or {})}
+            labelling_overrides['surrogate'] = {**labelling_overrides.get('surrogate', {}),
+                                                'calculator': {'kind': kind}}
+        else:
+            labelling_overrides = inputs.get('labelling')
+        labelling = LabellingWorkChain.get_builder_from_protocol(
+            labelling_code or code, None, labeller=labeller, protocol=protocol, overrides=labelling_overrides,
+            options=options, model=labelling_model, elements=sorted(structure.get_symbols_set()))
+        builder.labelling = _stage_inputs(labelling, LABELLING_EXCLUDE)
+
         if training_code is not None:
-            builder.training.code = training_code
-            builder.training.protocol = orm.Str(inputs['training']['protocol'])
-            builder.training.overrides = orm.Dict(inputs['training'].get('overrides') or {})
+            training = NepTrainingWorkChain.get_builder_from_protocol(
+                training_code, None, protocol=protocol, overrides=inputs.get('training'), options=options)
+            builder.training = _stage_inputs(training, TRAINING_EXCLUDE)
         if diffusion_code is not None:
-            builder.diffusion.code = diffusion_code
-            builder.diffusion.protocol = orm.Str(inputs['diffusion']['protocol'])
-            builder.diffusion.overrides = orm.Dict(inputs['diffusion'].get('overrides') or {})
+            # the trained model is a NEP model: the engine runs it with CPUNEP
+            diffusion = DiffusionWorkChain.get_builder_from_protocol(
+                diffusion_code, structure, protocol=protocol, overrides=inputs.get('diffusion'), options=options,
+                calculator={'kind': 'nep'})
+            builder.diffusion = _stage_inputs(diffusion, DIFFUSION_EXCLUDE)
         return builder
 
-    def setup(self):
-        self.ctx.temperatures = [float(t) for t in self.inputs.sampling.temperatures.get_list()]
-
-    def _job_inputs(self, calculator, model, label):
-        inputs = AttributeDict({'code': self.inputs.code, 'calculator': calculator})
-        if model is not None:
-            inputs.model = model
-        options = self.inputs.options.get_dict() if 'options' in self.inputs else {}
-        inputs.metadata = {'label': label, 'options': options, 'call_link_label': label}
-        return inputs
-
+    # --- sampling ------------------------------------------------------------------------------------------------
     def run_sampling(self):
-        md = self.inputs.sampling.md.get_dict()
-        jobs = {}
-        base_seed = int(md.get('seed', 1))
-        for index, temperature in enumerate(self.ctx.temperatures):
-            label = f'md_{temperature:g}K'
-            inputs = self._job_inputs(self.inputs.sampling.calculator, self.inputs.sampling.get('model'), label)
-            inputs.structure = self.inputs.structure
-            # a different seed per temperature: the runs must be independent samples, not one trajectory rescaled
-            inputs.parameters = orm.Dict({**md, 'temperature_K': temperature, 'seed': base_seed + index})
-            jobs[label] = self.submit(EngineMdCalculation, **inputs)
-            self.report(f'submitted {label} <{jobs[label].pk}>')
-        return ToContext(**jobs)
+        inputs = AttributeDict(self.exposed_inputs(SamplingWorkChain, namespace='sampling'))
+        inputs.structure = self.inputs.structure
+        inputs.metadata = {'call_link_label': 'sampling'}
+        try:
+            node = self.submit(SamplingWorkChain, **inputs)
+        except ValueError as exception:  # the stage's own validator refused its inputs
+            return self.exit_codes.ERROR_SAMPLING_FAILED.format(message=f'invalid sampling inputs: {exception}')
+        self.report(f'submitted sampling <{node.pk}>')
+        return ToContext(sampling=node)
 
     def inspect_sampling(self):
-        failed = [t for t in self.ctx.temperatures if not self.ctx[f'md_{t:g}K'].is_finished_ok]
-        if failed:
-            return self.exit_codes.ERROR_SAMPLING_FAILED.format(temperatures=', '.join(f'{t:g}' for t in failed))
-        snapshots = {f'T{int(round(t)):05d}K': self.ctx[f'md_{t:g}K'].outputs.snapshots for t in self.ctx.temperatures}
-        self.ctx.candidates = collect_candidates(**snapshots)
-        self.out('candidates', self.ctx.candidates)
+        node = self.ctx.sampling
+        if not node.is_finished_ok:
+            return self.exit_codes.ERROR_SAMPLING_FAILED.format(message=_failure(node))
+        self.out_many(self.exposed_outputs(node, SamplingWorkChain, namespace='sampling'))
+        return None
 
-    def select(self):
-        n_candidates = self.ctx.candidates.n_structures
-        n_structures = self.inputs.selection.n_structures.value
-        if n_candidates < n_structures:
-            return self.exit_codes.ERROR_TOO_FEW_CANDIDATES.format(n_candidates=n_candidates,
-                                                                   n_structures=n_structures)
-        self.ctx.selected = select_structures(self.ctx.candidates, self.inputs.selection.n_structures)
-        self.out('selected', self.ctx.selected)
-
+    # --- labelling -----------------------------------------------------------------------------------------------
     def run_labelling(self):
-        inputs = self._job_inputs(self.inputs.labelling.calculator, self.inputs.labelling.get('model'), 'label')
-        inputs.structures = self.ctx.selected
-        node = self.submit(EngineLabelCalculation, **inputs)
-        self.report(f'submitted labelling <{node.pk}>')
-        return ToContext(label=node)
+        inputs = AttributeDict(self.exposed_inputs(LabellingWorkChain, namespace='labelling'))
+        inputs.structures = self.ctx.sampling.outputs.selected
+        inputs.metadata = {'call_link_label': 'labelling'}
+        try:
+            node = self.submit(LabellingWorkChain, **inputs)
+        except ValueError as exception:  # the stage's own validator refused its inputs (with the structures)
+            return self.exit_codes.ERROR_LABELLING_FAILED.format(message=f'invalid labelling inputs: {exception}')
+        self.report(f'submitted labelling ({inputs.labeller.value}) of {inputs.structures.n_structures} structures '
+                    f'<{node.pk}>')
+        return ToContext(labelling=node)
 
     def inspect_labelling(self):
-        node = self.ctx.label
+        node = self.ctx.labelling
         if not node.is_finished_ok:
-            return self.exit_codes.ERROR_LABELLING_FAILED.format(message=node.exit_message or node.process_state)
-        self.out('dataset', node.outputs.dataset)
-        failures = node.outputs.results.get('failures', [])
-        self.report(f'labelled {node.outputs.dataset.n_structures} structures ({len(failures)} left out)')
-        self.ctx.dataset = node.outputs.dataset
+            return self.exit_codes.ERROR_LABELLING_FAILED.format(message=_failure(node))
+        self.out_many(self.exposed_outputs(node, LabellingWorkChain, namespace='labelling'))
+        return None
 
+    # --- training ------------------------------------------------------------------------------------------------
     def should_train(self):
-        return stage_requested(self.inputs, 'training')
+        return bool(self.inputs.get('training'))
 
     def run_training(self):
+        inputs = AttributeDict(self.exposed_inputs(NepTrainingWorkChain, namespace='training'))
+        inputs.dataset = self.ctx.labelling.outputs.dataset
+        inputs.metadata = {'call_link_label': 'training'}
         try:
-            builder = stage_builder(NepTrainingWorkChain, self.inputs.training, self.ctx.dataset)
-            builder.metadata.call_link_label = 'training'
-            node = self.submit(builder)
-        except ValueError as exception:  # the stage's own validators refused its inputs
+            node = self.submit(NepTrainingWorkChain, **inputs)
+        except ValueError as exception:  # the stage's own validator refused its inputs (with the dataset)
             return self.exit_codes.ERROR_TRAINING_FAILED.format(message=f'invalid training inputs: {exception}')
         self.report(f'submitted NEP training <{node.pk}>')
         return ToContext(training=node)
@@ -222,26 +226,31 @@ class SseffPipelineWorkChain(ProtocolMixin, WorkChain):
     def inspect_training(self):
         node = self.ctx.training
         if not node.is_finished_ok:
-            return self.exit_codes.ERROR_TRAINING_FAILED.format(message=node.exit_message or node.process_state)
-        self.out('model', node.outputs.model)
-        self.out('training_metrics', node.outputs.metrics)
-        metrics = node.outputs.metrics
-        self.report(
-            f"trained NEP: held-out force RMSE {metrics['force_mev_per_angstrom']:.1f} meV/Å, energy "
-            f"{metrics['energy_mev_per_atom']:.2f} meV/atom"
-        )
+            return self.exit_codes.ERROR_TRAINING_FAILED.format(message=_failure(node))
+        self.out_many(self.exposed_outputs(node, NepTrainingWorkChain, namespace='training'))
+        metrics = node.outputs.test_metrics
+        self.report(f"trained NEP: test-set force RMSE {metrics['force_mev_per_angstrom']:.1f} meV/Å, energy "
+                    f"{metrics['energy_mev_per_atom']:.2f} meV/atom")
+        return None
 
+    # --- diffusion -----------------------------------------------------------------------------------------------
     def should_diffuse(self):
-        return stage_requested(self.inputs, 'diffusion')
+        return bool(self.inputs.get('diffusion'))
 
     def run_diffusion(self):
-        options = self.inputs.options.get_dict() if 'options' in self.inputs else None
+        model = self.ctx.training.outputs.model
+        inputs = AttributeDict(self.exposed_inputs(DiffusionWorkChain, namespace='diffusion'))
+        inputs.structure = self.inputs.structure
+        inputs.model = model
+        inputs.mobile_species = self.inputs.mobile_species
+        factor = self.inputs.min_cell_width_factor.value
+        if factor > 0:
+            # the width the trained model needs is known only now: factor × its radial cutoff
+            inputs.min_cell_width = orm.Float(factor * float(model.cutoff[0]))
+        inputs.metadata = {'call_link_label': 'diffusion'}
         try:
-            builder = stage_builder(DiffusionWorkChain, self.inputs.diffusion, self.inputs.structure,
-                                    model=self.ctx.training.outputs.model, options=options)
-            builder.metadata.call_link_label = 'diffusion'
-            node = self.submit(builder)
-        except ValueError as exception:  # the stage's own validators refused its inputs
+            node = self.submit(DiffusionWorkChain, **inputs)
+        except ValueError as exception:  # the stage's own validator refused its inputs (with the model)
             return self.exit_codes.ERROR_DIFFUSION_FAILED.format(message=f'invalid diffusion inputs: {exception}')
         self.report(f'submitted diffusion of the trained model <{node.pk}>')
         return ToContext(diffusion=node)
@@ -249,10 +258,22 @@ class SseffPipelineWorkChain(ProtocolMixin, WorkChain):
     def inspect_diffusion(self):
         node = self.ctx.diffusion
         if not node.is_finished_ok:
-            return self.exit_codes.ERROR_DIFFUSION_FAILED.format(message=node.exit_message or node.process_state)
-        self.out('transport', node.outputs.results)
+            return self.exit_codes.ERROR_DIFFUSION_FAILED.format(message=_failure(node))
+        self.out_many(self.exposed_outputs(node, DiffusionWorkChain, namespace='diffusion'))
         results = node.outputs.results
-        self.report(
-            f"trained NEP: Ea = {results['Ea_eV']:.3f} ± {results['Ea_err_eV']:.3f} eV, "
-            f"σ(300 K) = {1e3 * results['sigma_extrapolated_S_cm']:.3g} mS/cm"
-        )
+        self.report(f"trained NEP: Ea = {results['Ea_eV']:.3f} ± {results['Ea_err_eV']:.3f} eV, "
+                    f"σ(300 K) = {1e3 * results['sigma_extrapolated_S_cm']:.3g} mS/cm")
+        return None
+
+
+def _stage_inputs(builder, exclude) -> dict:
+    """The inputs a stage's builder holds, without those the pipeline computes (PwBandsWorkChain's ``_inputs``)."""
+    inputs = builder._inputs(prune=True)  # noqa: SLF001 - the documented way to nest one builder in another
+    for name in exclude:
+        inputs.pop(name, None)
+    return inputs
+
+
+def _failure(node) -> str:
+    state = node.process_state.value if node.process_state else 'unknown'
+    return f'{node.process_label}<{node.pk}> [{node.exit_status}] {node.exit_message or state}'

@@ -2,196 +2,54 @@
 
 Candidates come from any combination of
 
-* MD snapshots: the engine MD (:class:`~aiida_sseff.calculations.engine.EngineMdCalculation`) at several
+* MD snapshots: the engine MD (:class:`~aiida_sseff.workflows.md.EngineMdBaseWorkChain`, which restarts a run from its
+  checkpoint after a wall time and halves the time step once after an instability) at several
   temperatures, with a given model (``NepModel``/``MaceModel``) or the CHGNet surrogate;
 * perturbations of a structure: Gaussian rattles of given amplitudes and random strains within a given range, made by
   the calcfunctions :func:`rattle_structure` and :func:`strain_structure` (so they are in the provenance graph);
 * an existing dataset.
 
-All candidates are merged (labels removed) by :func:`merge_candidates`; :func:`fps_select` picks a subset by greedy
-max-min farthest-point sampling (:mod:`aiida_sseff.analysis.fps`), optionally away from a seed set (an existing
-training set); :func:`~aiida_sseff.data.dataset.subset_dataset` makes the selected dataset from the candidates and the
-picked indices. :class:`ReductionSeriesWorkChain` makes the nested 1/2^n subsets of a labelled set.
+All candidates are merged (labels removed) by :func:`~aiida_sseff.data.dataset.merge_datasets`; :func:`fps_select`
+picks a subset by greedy max-min farthest-point sampling, optionally away from a seed set (an existing training set);
+:func:`~aiida_sseff.data.dataset.subset_dataset` makes the selected dataset from the candidates and the picked
+indices. :class:`ReductionSeriesWorkChain` makes the nested 1/2^n subsets of a labelled set.
 
-The module-level functions :func:`describe_structures`, :func:`select_by_fps` and :func:`series_by_fps` are
-plain Python (ase atoms in, numpy out, no database): the calcfunctions and the ``aiida-sseff sample`` command use them.
+This module holds the calcfunctions and the work chains only; the science is plain Python in
+:mod:`aiida_sseff.analysis.sampling` (descriptors, FPS of structures, perturbations, parameter checks), which the
+``aiida-sseff sample`` command and notebooks use directly.
 """
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import numpy as np
 from aiida import orm
 from aiida.common import AttributeDict
 from aiida.engine import ToContext, WorkChain, calcfunction, if_
-from ase import Atoms
-from ase.data import atomic_numbers
 
-from aiida_sseff.analysis.descriptors import (
-    check_species_covered,
-    nep_descriptors,
-    rdf_descriptors,
-    untrained_nep_descriptors,
+from aiida_sseff.analysis.sampling import (
+    DESCRIPTORS,
+    MAX_RATTLE_AMPLITUDE_A,
+    check_no_overlap,
+    check_rattle_amplitudes,
+    check_strain_range,
+    json_distances,
+    rattled_structures,
+    select_by_fps,
+    strained_structures,
 )
-from aiida_sseff.analysis.fps import FPSResult, farthest_point_sampling, reduction_series
-from aiida_sseff.analysis.geometry import shortest_distance
-from aiida_sseff.calculations.engine import EngineMdCalculation
-from aiida_sseff.data.dataset import LabelledDataset, subset_dataset
+from aiida_sseff.data.dataset import LabelledDataset, merge_datasets, subset_dataset
 from aiida_sseff.data.model import NepModel
 from aiida_sseff.protocols.utils import ProtocolMixin
+from aiida_sseff.workflows.md import EngineMdBaseWorkChain
 
 __all__ = (
-    'DESCRIPTORS',
     'ReductionSeriesWorkChain',
     'SamplingWorkChain',
-    'describe_structures',
     'expected_candidates',
     'fps_select',
-    'json_distances',
-    'merge_candidates',
     'rattle_structure',
-    'select_by_fps',
-    'series_by_fps',
     'strain_structure',
 )
-
-DESCRIPTORS = ('nep', 'untrained_nep', 'rdf')
-# Largest Gaussian rattle amplitude (standard deviation per Cartesian component, Å) accepted: beyond it neighbours
-# swap places and the "perturbation" is a different (often unphysical) structure.
-MAX_RATTLE_AMPLITUDE_A = 0.5
-# Largest absolute strain component accepted (fractional): beyond it a strain is not a perturbation.
-MAX_STRAIN = 0.2
-# Two atoms of an input structure closer than this (Å) overlap: no force field or DFT code gives sensible labels.
-MIN_INTERATOMIC_DISTANCE_A = 0.5
-
-
-# --- plain functions (no database) ------------------------------------------------------------------------------------
-def _check_has_species(structures: Sequence[Atoms], species: str, name: str) -> None:
-    for index, atoms in enumerate(structures):
-        if species not in atoms.get_chemical_symbols():
-            raise ValueError(f'{name}: structure {index} has no {species} atoms to average the descriptor over')
-
-
-def describe_structures(structures: Sequence[Atoms], seed_structures: Sequence[Atoms] | None = None,
-                        descriptor: str = 'untrained_nep', model_path=None, per_species: bool = False,
-                        species: str | None = None, names: tuple[str, str] = ('candidates', 'seed set'),
-                        ) -> tuple[np.ndarray, np.ndarray | None, dict]:
-    """Descriptor vectors of candidates and of an optional seed set, in one consistent space.
-
-    :param structures: the candidates (ase.Atoms).
-    :param seed_structures: an existing set the selection should move away from, or None.
-    :param descriptor: ``'nep'`` (a trained model, ``model_path``; calorine's NEP descriptors), ``'untrained_nep'``
-        (a NEP descriptor with random expansion coefficients, species = union of both sets in alphabetical order, the
-        convention of :mod:`aiida_sseff.workflows.selection`) or ``'rdf'`` (smooth pair-distance histograms, 6 Å).
-    :param model_path: the ``nep.txt`` for ``descriptor='nep'``.
-    :param per_species: NEP kinds only: concatenate per-species means (Li environments weigh in).
-    :param species: NEP kinds only: mean over the atoms of this species only.
-    :param names: how the two sets are named in error messages (e.g. their file names).
-    :returns: ``(candidate_descriptors (N, d), seed_descriptors (M, d) or None, info)``; ``info`` holds
-        ``descriptor``, ``elements``, ``dimension``, ``per_species``, ``species``. Components are dimensionless.
-    :raises ValueError: unknown descriptor, an element the model does not know, a structure without ``species``,
-        options that do not apply to the descriptor.
-
-    The untrained-NEP descriptor is scaled per component by 1/(max - min) over all atoms of *both* sets, so it is
-    computed in one call for candidates and seed set together: its values (and min-distances) depend on that batch.
-    """
-    structures = list(structures)
-    seeds = list(seed_structures) if seed_structures is not None else []
-    if not structures:
-        raise ValueError(f'{names[0]}: no structures to select from')
-    if descriptor not in DESCRIPTORS:
-        raise ValueError(f'descriptor must be one of {", ".join(DESCRIPTORS)}; got {descriptor!r}')
-    if descriptor == 'nep' and model_path is None:
-        raise ValueError("descriptor 'nep' needs a trained NEP model (nep.txt)")
-    if descriptor != 'nep' and model_path is not None:
-        raise ValueError(f'a NEP model gives the descriptor itself; it cannot be combined with descriptor '
-                         f'{descriptor!r}')
-    if descriptor == 'rdf' and (per_species or species):
-        raise ValueError('per-species means and a single species apply to the NEP descriptors only (the rdf '
-                         'descriptor is resolved by species pair already)')
-    if species is not None:
-        _check_has_species(structures, species, names[0])
-        _check_has_species(seeds, species, names[1])
-
-    if descriptor == 'nep':
-        from calorine.nep import read_model
-
-        elements = list(read_model(str(model_path)).types)
-        check_species_covered(structures, elements, f'the NEP model {model_path}', names[0])
-        check_species_covered(seeds, elements, f'the NEP model {model_path}', names[1])
-        candidate = nep_descriptors(structures, model_path, per_species=per_species, species=species)
-        seed = nep_descriptors(seeds, model_path, per_species=per_species, species=species) if seeds else None
-    else:
-        present = {s for atoms in structures + seeds for s in atoms.get_chemical_symbols()}
-        if descriptor == 'untrained_nep':
-            elements = sorted(present)
-            # one call: the 1/(max - min) scaling must be the same for candidates and seed set
-            vectors = untrained_nep_descriptors(structures + seeds, elements, per_species=per_species,
-                                                species=species)
-        else:
-            elements = sorted(present, key=lambda s: atomic_numbers[s])
-            vectors = rdf_descriptors(structures + seeds, elements=elements)
-        candidate = vectors[:len(structures)]
-        seed = vectors[len(structures):] if seeds else None
-    info = {'descriptor': descriptor, 'elements': elements, 'dimension': int(candidate.shape[1]),
-            'per_species': bool(per_species), 'species': species}
-    return candidate, seed, info
-
-
-def select_by_fps(structures: Sequence[Atoms], n_select: int | None = None, min_distance: float | None = None,
-                      seed_structures: Sequence[Atoms] | None = None, descriptor: str = 'untrained_nep',
-                      model_path=None, per_species: bool = False, species: str | None = None,
-                      names: tuple[str, str] = ('candidates', 'seed set')) -> tuple[FPSResult, dict]:
-    """Farthest-point selection of ``structures`` (see :func:`describe_structures` for the descriptor options).
-
-    :param n_select: number to pick (1 <= n_select <= number of candidates); or
-    :param min_distance: keep picking while the farthest remaining candidate is at least this far (descriptor units)
-        from every pick and seed structure. Exactly one of the two.
-    :returns: ``(FPSResult(indices, min_distances), info)``; with a seed set and ``min_distance`` the selection may be
-        empty. ``min_distances[0]`` is ``inf`` for a first pick without a seed set.
-    :raises ValueError: as :func:`describe_structures`, and ``n_select`` larger than the number of candidates.
-    """
-    n = len(structures)
-    if (n_select is None) == (min_distance is None):
-        raise ValueError('give exactly one stop criterion: a number of structures or a minimum distance')
-    if n_select is not None and not 1 <= n_select <= n:
-        raise ValueError(f'{names[0]}: cannot select {n_select} of {n} structures')
-    candidate, seed, info = describe_structures(structures, seed_structures, descriptor, model_path, per_species,
-                                                species, names)
-    result = farthest_point_sampling(candidate, n_select=n_select, min_distance=min_distance, seed_descriptors=seed)
-    return result, info
-
-
-def series_by_fps(structures: Sequence[Atoms], n_levels: int = 7,
-                         seed_structures: Sequence[Atoms] | None = None, descriptor: str = 'untrained_nep',
-                         model_path=None, per_species: bool = False, species: str | None = None,
-                         names: tuple[str, str] = ('dataset', 'seed set')) -> tuple[list[np.ndarray], dict]:
-    """The nested FPS subsets of sizes N // 2^n, n = 1 .. ``n_levels`` (:func:`~aiida_sseff.analysis.fps.reduction_series`).
-
-    :returns: ``(levels, info)``: ``levels[n - 1]`` holds the indices of level n in FPS order; level n is the first
-        N // 2^n entries of level n - 1.
-    :raises ValueError: fewer than 2^n_levels structures, and as :func:`describe_structures`.
-    """
-    n = len(structures)
-    if n // 2**n_levels < 1:
-        raise ValueError(f'{names[0]}: {n} structures cannot be halved {n_levels} times (N / 2^{n_levels} = '
-                         f'{n / 2**n_levels:g} < 1; need at least {2**n_levels} structures or fewer levels)')
-    candidate, seed, info = describe_structures(structures, seed_structures, descriptor, model_path, per_species,
-                                                species, names)
-    return reduction_series(candidate, n_levels=n_levels, seed_descriptors=seed), info
-
-
-def json_distances(values) -> list:
-    """Min-distances as JSON-able floats (``None`` for the ``inf`` of a first pick without a seed set)."""
-    return [float(v) if np.isfinite(v) else None for v in values]
-
-
-def _bare(atoms: Atoms) -> Atoms:
-    """A copy without labels (calculator, forces, energy/stress keys), with the rest of ``info``."""
-    copy = Atoms(atoms.get_chemical_symbols(), atoms.get_positions(), cell=atoms.get_cell(), pbc=atoms.get_pbc())
-    copy.info.update({k: v for k, v in atoms.info.items() if k not in ('energy', 'stress', 'virial', 'free_energy')})
-    return copy
 
 
 # --- calcfunctions ----------------------------------------------------------------------------------------------------
@@ -200,21 +58,11 @@ def rattle_structure(structure: orm.StructureData, amplitudes: orm.List, n_per_a
                      seed: orm.Int) -> LabelledDataset:
     """``n_per_amplitude`` copies of ``structure`` per amplitude, every Cartesian coordinate displaced by a Gaussian.
 
-    The amplitude is the standard deviation of each displacement component, in Å. Draws come from one
-    ``numpy.random.default_rng(seed)`` stream, amplitude by amplitude. Output structures carry
-    ``info['config_type'] = 'rattle'`` and ``info['rattle_amplitude_A']``.
+    See :func:`aiida_sseff.analysis.sampling.rattled_structures` (amplitude = standard deviation per component, Å;
+    one ``numpy.random.default_rng(seed)`` stream; ``info['config_type'] = 'rattle'``, ``info['rattle_amplitude_A']``).
     """
-    atoms = structure.get_ase()
-    rng = np.random.default_rng(seed.value)
-    result = []
-    for amplitude in amplitudes.get_list():
-        for _ in range(n_per_amplitude.value):
-            rattled = _bare(atoms)
-            rattled.positions += rng.normal(0.0, float(amplitude), size=rattled.positions.shape)
-            rattled.wrap()
-            rattled.info.update({'config_type': 'rattle', 'rattle_amplitude_A': float(amplitude)})
-            result.append(rattled)
-    return LabelledDataset(result, require_labels=False)
+    structures = rattled_structures(structure.get_ase(), amplitudes.get_list(), n_per_amplitude.value, seed.value)
+    return LabelledDataset(structures, require_labels=False)
 
 
 @calcfunction
@@ -222,36 +70,12 @@ def strain_structure(structure: orm.StructureData, strain_range: orm.List, n_str
                      seed: orm.Int) -> LabelledDataset:
     """``n_strains`` copies of ``structure`` under random homogeneous strains.
 
-    Each copy gets a symmetric strain tensor ε whose six independent components are drawn from
-    U(strain_range[0], strain_range[1]) (fractional, dimensionless); the cell becomes ``cell @ (I + ε)`` and the
-    fractional coordinates are kept. Output structures carry ``info['config_type'] = 'strain'`` and
+    See :func:`aiida_sseff.analysis.sampling.strained_structures`: symmetric strain tensors with components from
+    U(strain_range[0], strain_range[1]), fractional coordinates kept; ``info['config_type'] = 'strain'`` and
     ``info['strain_voigt']`` (xx, yy, zz, yz, xz, xy).
     """
-    low, high = (float(v) for v in strain_range.get_list())
-    atoms = structure.get_ase()
-    rng = np.random.default_rng(seed.value)
-    result = []
-    for _ in range(n_strains.value):
-        voigt = rng.uniform(low, high, size=6)
-        xx, yy, zz, yz, xz, xy = voigt
-        epsilon = np.array([[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]])
-        strained = _bare(atoms)
-        strained.set_cell(atoms.get_cell().array @ (np.eye(3) + epsilon), scale_atoms=True)
-        strained.info.update({'config_type': 'strain', 'strain_voigt': voigt})
-        result.append(strained)
-    return LabelledDataset(result, require_labels=False)
-
-
-@calcfunction
-def merge_candidates(**sources: LabelledDataset) -> LabelledDataset:
-    """All candidate structures, labels removed, sources in sorted key order; ``info['candidate_source']`` = key."""
-    result = []
-    for key in sorted(sources):
-        for atoms in sources[key].get_ase():
-            bare = _bare(atoms)
-            bare.info['candidate_source'] = key
-            result.append(bare)
-    return LabelledDataset(result, require_labels=False)
+    structures = strained_structures(structure.get_ase(), strain_range.get_list(), n_strains.value, seed.value)
+    return LabelledDataset(structures, require_labels=False)
 
 
 @calcfunction
@@ -259,7 +83,7 @@ def fps_select(candidates: LabelledDataset, descriptor: orm.Str, per_species: or
                n_structures: orm.Int | None = None, min_distance: orm.Float | None = None,
                species: orm.Str | None = None, seed_set: LabelledDataset | None = None,
                model: NepModel | None = None) -> dict:
-    """Farthest-point selection of ``candidates`` (see :func:`select_by_fps`).
+    """Farthest-point selection of ``candidates`` (:func:`aiida_sseff.analysis.sampling.select_by_fps`).
 
     :returns: ``indices`` (List of candidate indices, in the order picked; possibly empty with a seed set and a
         ``min_distance``) and ``report`` (Dict: ``min_distances`` per pick, None for the first pick without a seed set;
@@ -326,23 +150,15 @@ def _validate_perturbations(perturbations: dict) -> str | None:
     if amplitudes is None and strain_range is None:
         return 'perturbations needs rattle_amplitudes and/or strain_range'
     if amplitudes is not None:
-        values = amplitudes.get_list()
-        if not values:
-            return 'perturbations.rattle_amplitudes is empty'
-        for value in values:
-            if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value) \
-                    or not 0 < value <= MAX_RATTLE_AMPLITUDE_A:
-                return (f'perturbations.rattle_amplitudes must be numbers in (0, {MAX_RATTLE_AMPLITUDE_A}] Å (the '
-                        f'standard deviation of each displacement component); got {values}')
+        message = check_rattle_amplitudes(amplitudes.get_list(), 'perturbations.rattle_amplitudes')
+        if message:
+            return message
         if perturbations.get('n_rattles') is not None and perturbations['n_rattles'].value < 1:
             return 'perturbations.n_rattles must be at least 1'
     if strain_range is not None:
-        values = strain_range.get_list()
-        if len(values) != 2 or not all(isinstance(v, int | float) and np.isfinite(v) for v in values):
-            return f'perturbations.strain_range must be two numbers [min, max] (fractional strain); got {values}'
-        if not values[0] <= values[1] or max(abs(v) for v in values) > MAX_STRAIN:
-            return (f'perturbations.strain_range must satisfy -{MAX_STRAIN} <= min <= max <= {MAX_STRAIN} '
-                    f'(fractional strain, e.g. [-0.03, 0.03]); got {values}')
+        message = check_strain_range(strain_range.get_list(), 'perturbations.strain_range')
+        if message:
+            return message
         if perturbations.get('n_strains') is not None and perturbations['n_strains'].value < 1:
             return 'perturbations.n_strains must be at least 1'
     return None
@@ -356,20 +172,21 @@ def _validate_md(md: dict) -> str | None:
         return f'md.temperatures must be positive numbers (K); got {temperatures}'
     if len(set(temperatures)) != len(temperatures):
         return f'md.temperatures has duplicates: {temperatures}'
-    if 'parameters' not in md:
-        return 'md.parameters is required (MD parameters of the engine, without temperature_K)'
-    parameters = md['parameters'].get_dict()
+    job = md.get('md') or {}  # the inputs of each EngineMdBaseWorkChain's CalcJob
+    if 'parameters' not in job:
+        return 'md.md.parameters is required (MD parameters of the engine, without temperature_K)'
+    parameters = job['parameters'].get_dict()
     if 'temperature_K' in parameters:
-        return 'give temperatures in md.temperatures, not md.parameters.temperature_K'
+        return 'give temperatures in md.temperatures, not md.md.parameters.temperature_K'
     snapshot = parameters.get('snapshot_interval', 0)
     if not snapshot:
-        return 'md.parameters.snapshot_interval must be > 0: the snapshots are the candidates'
+        return 'md.md.parameters.snapshot_interval must be > 0: the snapshots are the candidates'
     if snapshot > parameters.get('n_steps', 1000):
-        return 'md.parameters.snapshot_interval is longer than n_steps: the MD would give no snapshot'
-    if 'code' not in md:
-        return 'md.code (the aiida-sseff-engine code) is required to run the MD'
-    if 'calculator' not in md:
-        return 'md.calculator is required: e.g. {"kind": "chgnet"}, or {"kind": "nep"} with md.model'
+        return 'md.md.parameters.snapshot_interval is longer than n_steps: the MD would give no snapshot'
+    if 'code' not in job:
+        return 'md.md.code (the aiida-sseff-engine code) is required to run the MD'
+    if 'calculator' not in job:
+        return 'md.md.calculator is required: e.g. {"kind": "chgnet"}, or {"kind": "nep"} with md.md.model'
     return None
 
 
@@ -379,7 +196,7 @@ def expected_candidates(inputs) -> int:
 
     count = 0
     if 'md' in inputs and inputs['md']:
-        parameters = {**DEFAULT_MD_PARAMETERS, **inputs['md']['parameters'].get_dict()}
+        parameters = {**DEFAULT_MD_PARAMETERS, **inputs['md']['md']['parameters'].get_dict()}
         count += len(inputs['md']['temperatures'].get_list()) * (parameters['n_steps'] //
                                                                   parameters['snapshot_interval'])
     perturbations = inputs.get('perturbations') or {}
@@ -406,21 +223,18 @@ def _validate_sampling(inputs, _):
     if 'structure' in inputs:
         structure = inputs['structure']
         elements |= set(structure.get_symbols_set())
-        atoms = structure.get_ase()
-        if len(atoms) > 1:
-            distance = shortest_distance(atoms)
-            if distance < MIN_INTERATOMIC_DISTANCE_A:
-                return (f'the structure has overlapping atoms: two are {distance:.3f} Å apart (less than '
-                        f'{MIN_INTERATOMIC_DISTANCE_A} Å)')
+        message = check_no_overlap(structure.get_ase())
+        if message:
+            return message
     if md:
         message = _validate_md(md)
         if message:
             return message
-        md_model = md.get('model')
+        md_model = (md.get('md') or {}).get('model')
         if md_model is not None and md_model.elements and 'structure' in inputs:
             missing = sorted(set(inputs['structure'].get_symbols_set()) - set(md_model.elements))
             if missing:
-                return (f'md.model does not know the element(s) {", ".join(missing)} of the structure (it knows '
+                return (f'md.md.model does not know the element(s) {", ".join(missing)} of the structure (it knows '
                         f'{", ".join(md_model.elements)})')
     if perturbations:
         message = _validate_perturbations(perturbations)
@@ -448,7 +262,8 @@ def _selection_ports(spec, namespace: str = '') -> None:
     """The descriptor inputs shared by both work chains, in ``namespace`` (top level when empty)."""
     prefix = f'{namespace}.' if namespace else ''
     spec.input(f'{prefix}descriptor', valid_type=orm.Str, required=False,
-               help="'untrained_nep' (default without a model), 'rdf', or 'nep' (default with `model`).")
+               help="'untrained_nep' (default without a model: NEP descriptor with fixed random c_nk), 'rdf', or "
+                    "'nep' (default with `model`).")
     spec.input(f'{prefix}model', valid_type=NepModel, required=False,
                help='A trained NEP model: its descriptors (calorine) define the distances.')
     spec.input(f'{prefix}per_species', valid_type=orm.Bool, required=False,
@@ -490,9 +305,12 @@ class SamplingWorkChain(ProtocolMixin, WorkChain):
         super().define(spec)
         spec.input('structure', valid_type=orm.StructureData, required=False,
                    help='The starting structure of the MD runs and of the rattles/strains (periodic).')
-        spec.expose_inputs(EngineMdCalculation, namespace='md', exclude=('structure',),
+        spec.expose_inputs(EngineMdBaseWorkChain, namespace='md', exclude=('md.structure', 'md.checkpoint'),
                            namespace_options={'required': False, 'populate_defaults': False,
-                                              'help': 'MD sampling with the engine, one run per temperature.'})
+                                              'help': 'MD sampling with the engine (EngineMdBaseWorkChain: '
+                                                      'checkpoint restarts), one run per temperature.'})
+        # the CalcJob's own validator needs the structure, given per run; the sampling validator checks the rest
+        spec.inputs['md']['md'].validator = None
         spec.input('md.temperatures', valid_type=orm.List, required=False,
                    help='Temperatures (K), one MD run each (seeds: md.parameters.seed + index).')
         spec.input_namespace('perturbations', required=False, populate_defaults=False,
@@ -562,16 +380,16 @@ class SamplingWorkChain(ProtocolMixin, WorkChain):
             builder.structure = structure
             if code is not None:
                 md = inputs['md']
-                builder.md.code = code
+                builder.md.md.code = code
                 builder.md.temperatures = orm.List([float(t) for t in md['temperatures']])
-                builder.md.parameters = orm.Dict(md['parameters'])
+                builder.md.md.parameters = orm.Dict(md['parameters'])
                 calculator = dict(md['calculator'])
                 if model is not None:
                     calculator['kind'] = 'nep' if isinstance(model, NepModel) else 'mace'
-                    builder.md.model = model
-                builder.md.calculator = orm.Dict(calculator)
+                    builder.md.md.model = model
+                builder.md.md.calculator = orm.Dict(calculator)
                 if options:
-                    builder.md.metadata.options = options
+                    builder.md.md.metadata.options = options
             perturbations = inputs['perturbations']
             if perturbations.get('rattle_amplitudes'):
                 builder.perturbations.rattle_amplitudes = orm.List([float(a) for a in
@@ -612,20 +430,22 @@ class SamplingWorkChain(ProtocolMixin, WorkChain):
         return bool(self.inputs.get('md'))
 
     def run_md(self):
-        inputs = AttributeDict(self.exposed_inputs(EngineMdCalculation, namespace='md'))
-        parameters = inputs.parameters.get_dict()
+        inputs = AttributeDict(self.exposed_inputs(EngineMdBaseWorkChain, namespace='md'))
+        parameters = inputs.md.parameters.get_dict()
         base_seed = int(parameters.get('seed', 1))
-        metadata = dict(inputs.get('metadata', {}))
+        metadata = dict(inputs.md.get('metadata', {}))
         self.ctx.md_labels = []
         jobs = {}
         for index, temperature in enumerate(float(t) for t in self.inputs.md.temperatures.get_list()):
             label = f'md_{temperature:g}K'
             job = AttributeDict(inputs)
-            job.structure = self.inputs.structure
+            job.md = AttributeDict(inputs.md)
+            job.md.structure = self.inputs.structure
             # a different seed per temperature: independent samples, not one trajectory rescaled
-            job.parameters = orm.Dict({**parameters, 'temperature_K': temperature, 'seed': base_seed + index})
-            job.metadata = {**metadata, 'label': label, 'call_link_label': label}
-            jobs[label] = self.submit(EngineMdCalculation, **job)
+            job.md.parameters = orm.Dict({**parameters, 'temperature_K': temperature, 'seed': base_seed + index})
+            job.md.metadata = {**metadata, 'label': label}
+            job.metadata = {'label': label, 'call_link_label': label}
+            jobs[label] = self.submit(EngineMdBaseWorkChain, **job)
             self.ctx.md_labels.append((label, temperature))
             self.report(f'submitted {label} <{jobs[label].pk}>')
         return ToContext(**jobs)
@@ -653,7 +473,7 @@ class SamplingWorkChain(ProtocolMixin, WorkChain):
             self.ctx.sources['strains'] = strain_structure(structure, perturbations['strain_range'], n_strains, seed)
         if 'candidates' in self.inputs:
             self.ctx.sources['dataset'] = self.inputs.candidates
-        self.ctx.candidates = merge_candidates(**self.ctx.sources)
+        self.ctx.candidates = merge_datasets(drop_labels=orm.Bool(True), **self.ctx.sources)
         self.out('candidates', self.ctx.candidates)
         self.report(f'{self.ctx.candidates.n_structures} candidates from {", ".join(sorted(self.ctx.sources))}')
 

@@ -212,7 +212,7 @@ class ReferenceQualityWorkChain(WorkChain):
             if not node.is_finished_ok:
                 return self.exit_codes.ERROR_TRAINING_FAILED.format(reference=name, message=node.exit_message)
             self.out(f'{name}.model', node.outputs.model)
-            self.out(f'{name}.metrics', node.outputs.metrics)
+            self.out(f'{name}.metrics', node.outputs.test_metrics)
 
     def should_diffuse(self):
         return stage_requested(self.inputs, 'diffusion')

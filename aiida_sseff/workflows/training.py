@@ -39,7 +39,7 @@ __all__ = [
     'NepTrainingWorkChain',
     'evaluate_nep_model',
     'model_errors',
-    'split_dataset',
+    'split_train_validation_test',
     'summarise_replicas',
 ]
 
@@ -107,26 +107,40 @@ def evaluate_nep_model(model: NepModel, dataset: LabelledDataset) -> orm.Dict:
     return orm.Dict(model_errors(model.get_calculator(), dataset.get_ase()))
 
 
+def _held_out_count(fraction: float, n: int) -> int:
+    return max(1, int(round(fraction * n))) if fraction > 0 else 0
+
+
 @calcfunction
-def split_dataset(dataset: LabelledDataset, fraction: orm.Float, seed: orm.Int) -> dict:
-    """Split a dataset into ``train`` and ``validation`` (a random ``fraction``, at least one structure, at least
-    one left for training), with a seeded permutation; structures keep their relative order."""
+def split_train_validation_test(dataset: LabelledDataset, validation_fraction: orm.Float, test_fraction: orm.Float,
+                                seed: orm.Int) -> dict:
+    """Split a dataset three ways with one seeded permutation: ``train``, ``validation`` (a random
+    ``validation_fraction``: picks the best replica) and ``test`` (a random ``test_fraction``: the reported held-out
+    errors). A fraction of 0 makes no such set (it is given otherwise); a positive one holds out at least one
+    structure, and at least one is left for training. Structures keep their relative order in each set."""
     structures = dataset.get_ase()
     n = len(structures)
-    if n < 2:
-        raise ValueError(f'cannot split a dataset of {n} structure(s) into training and validation sets')
-    n_validation = min(max(1, int(round(fraction.value * n))), n - 1)
-    chosen = np.sort(np.random.default_rng(seed.value).permutation(n)[:n_validation])
-    held_out = set(chosen.tolist())
-    train = [atoms for index, atoms in enumerate(structures) if index not in held_out]
-    validation = [structures[index] for index in chosen]
-    return {'train': LabelledDataset(train), 'validation': LabelledDataset(validation)}
+    n_validation = _held_out_count(validation_fraction.value, n)
+    n_test = _held_out_count(test_fraction.value, n)
+    if n_validation + n_test > n - 1:
+        raise ValueError(f'cannot hold out {n_validation} validation and {n_test} test structure(s) of {n}: at least '
+                         'one must be left for training')
+    permutation = np.random.default_rng(seed.value).permutation(n)
+    validation = set(permutation[:n_validation].tolist())
+    test = set(permutation[n_validation:n_validation + n_test].tolist())
+    result = {'train': LabelledDataset([a for i, a in enumerate(structures) if i not in validation | test])}
+    if validation:
+        result['validation'] = LabelledDataset([a for i, a in enumerate(structures) if i in validation])
+    if test:
+        result['test'] = LabelledDataset([a for i, a in enumerate(structures) if i in test])
+    return result
 
 
 @calcfunction
-def summarise_replicas(**metrics: orm.Dict) -> orm.Dict:
+def summarise_replicas(chosen: orm.Str | None = None, **metrics: orm.Dict) -> orm.Dict:
     """Mean, standard deviation (ddof 1; 0 for one replica), minimum and maximum of each error over the replicas,
-    force RMSE per element included, and the replica with the lowest force RMSE (``best_replica``)."""
+    force RMSE per element included, and ``best_replica``: ``chosen`` when given (the replica picked on another set),
+    else the replica with the lowest force RMSE on this one."""
     labels = sorted(metrics)
     data = {label: metrics[label].get_dict() for label in labels}
 
@@ -145,7 +159,7 @@ def summarise_replicas(**metrics: orm.Dict) -> orm.Dict:
                         for label in labels]) for element in elements}
     forces = [(data[label].get('force_mev_per_angstrom'), label) for label in labels]
     forces = [item for item in forces if item[0] is not None]
-    summary['best_replica'] = min(forces)[1] if forces else None
+    summary['best_replica'] = chosen.value if chosen is not None else (min(forces)[1] if forces else None)
     summary['replicas'] = labels
     summary['n_replicas'] = len(labels)
     summary['n_structures'] = data[labels[0]].get('n_structures') if labels else 0
@@ -260,25 +274,41 @@ class NepTrainBaseWorkChain(BaseRestartWorkChain):
 # ------------------------------------------------------------------------------------------- replicas + held-out
 
 
-def _validate_training(inputs, _):
+def _validate_training(inputs, port_namespace):  # noqa: PLR0911 - one sentence per bad input
     if inputs['n_replicas'].value < 1:
         return 'n_replicas must be at least 1'
-    if 'validation' not in inputs:
-        fraction = inputs['validation_fraction'].value
-        if not 0.0 < fraction < 1.0:
-            return f'validation_fraction must be between 0 and 1 (exclusive), got {fraction}'
-        if inputs['dataset'].base.attributes.get('n_structures', 0) < 2:
-            return 'the dataset needs at least two structures to hold one out for validation'
-    else:
-        missing = set(inputs['validation'].elements or []) - set(inputs['dataset'].elements or [])
-        if missing:
-            return f'the validation set holds element(s) {", ".join(sorted(missing))} that the dataset lacks'
+    fractions = {}
+    for name in ('validation', 'test'):
+        if name not in inputs:
+            fraction = inputs[f'{name}_fraction'].value
+            if not 0.0 < fraction < 1.0:
+                return f'{name}_fraction must be between 0 and 1 (exclusive), got {fraction}'
+            fractions[name] = fraction
+    if 'dataset' not in port_namespace or 'dataset' not in inputs:
+        # exposed in another WorkChain that makes the dataset: the training validates it when it is launched
+        return None
+    dataset = inputs['dataset']
+    n = dataset.base.attributes.get('n_structures', 0)
+    held_out = sum(_held_out_count(fraction, n) for fraction in fractions.values())
+    if held_out > n - 1:
+        return (f'the dataset of {n} structure(s) cannot give {" and ".join(fractions)} set(s) and keep one for '
+                f'training: give more structures, or the held-out sets as inputs')
+    for name in ('validation', 'test'):
+        if name in inputs:
+            missing = set(inputs[name].elements or []) - set(dataset.elements or [])
+            if missing:
+                return f'the {name} set holds element(s) {", ".join(sorted(missing))} that the dataset lacks'
     return None
 
 
 class NepTrainingWorkChain(ProtocolMixin, WorkChain):
-    """Train ``n_replicas`` NEP models (seeds ``seed``, ``seed + 1``, ...) in parallel and evaluate each one on a
-    held-out set with CPUNEP; summarise the spread over replicas."""
+    """Train ``n_replicas`` NEP models (seeds ``seed``, ``seed + 1``, ...) in parallel; pick the best on the validation
+    set, report the errors on a separate test set (CPUNEP), and the spread over replicas.
+
+    Model selection and reporting use different data: the validation set (also ``test.xyz`` of every training, which
+    the trainers only report on) chooses the best replica, so its errors are biased low; the test set is never seen
+    by a trainer nor by the choice, so its errors (``test_metrics``, ``summary``) are the held-out numbers.
+    """
 
     _protocol_file = 'training.yaml'
     _protocol_open_keys = ('parameters', 'program_parameters.nep', 'program_parameters.neppo', 'options')
@@ -287,54 +317,69 @@ class NepTrainingWorkChain(ProtocolMixin, WorkChain):
     def define(cls, spec):
         super().define(spec)
         spec.input('dataset', valid_type=LabelledDataset,
-                   help='Labelled structures to train on (split into training and validation sets when no '
-                        '`validation` is given).')
+                   help='Labelled structures to train on (the validation and test sets are split off it unless given).')
         spec.input('validation', valid_type=LabelledDataset, required=False,
-                   help='Held-out labelled structures: test.xyz of every training and the set the models are '
-                        'evaluated on.')
-        spec.input('validation_fraction', valid_type=orm.Float, default=lambda: orm.Float(0.2),
+                   help='Labelled structures that pick the best replica (test.xyz of every training).')
+        spec.input('test', valid_type=LabelledDataset, required=False,
+                   help='Labelled structures never used for training or choice: the reported held-out errors.')
+        spec.input('validation_fraction', valid_type=orm.Float, default=lambda: orm.Float(0.15),
                    help='Fraction of `dataset` held out for validation when no `validation` is given.')
+        spec.input('test_fraction', valid_type=orm.Float, default=lambda: orm.Float(0.15),
+                   help='Fraction of `dataset` held out for the test when no `test` is given.')
         spec.input('n_replicas', valid_type=orm.Int, default=lambda: orm.Int(3),
                    help='Number of models trained with different seeds.')
         spec.input('seed', valid_type=orm.Int, default=lambda: orm.Int(1),
-                   help='Seed of replica 0 (replica i: seed + i; neppo) and of the validation split. GPUMD nep '
+                   help='Seed of replica 0 (replica i: seed + i; neppo) and of the split. GPUMD nep '
                         '(released versions) takes no seed: its replicas differ by its own random start.')
         spec.expose_inputs(NepTrainBaseWorkChain, namespace='training', exclude=('nep.train', 'nep.test', 'nep.seed'))
         spec.inputs.validator = _validate_training
         spec.outline(cls.setup, cls.run_training, cls.inspect_training, cls.evaluate, cls.summarise)
 
         spec.output('train_dataset', valid_type=LabelledDataset, help='The structures the models were trained on.')
-        spec.output('validation_dataset', valid_type=LabelledDataset, help='The held-out structures.')
+        spec.output('validation_dataset', valid_type=LabelledDataset,
+                    help='The structures that picked the best replica (biased: not a held-out error).')
+        spec.output('test_dataset', valid_type=LabelledDataset,
+                    help='The held-out structures of the reported errors (unused by training and choice).')
         spec.output_namespace('replicas', dynamic=True, valid_type=(NepModel, orm.Dict),
-                              help='Per replica `replica_NN`: `model` (NepModel), `metrics` (held-out errors, Dict) '
-                                   'and `training` (the parser results, Dict).')
-        spec.output('summary', valid_type=orm.Dict, help='Mean ± std of the held-out errors over the replicas.')
-        spec.output('model', valid_type=NepModel, help='The replica with the lowest held-out force RMSE.')
-        spec.output('metrics', valid_type=orm.Dict, help='The held-out errors of that model.')
+                              help='Per replica `replica_NN`: `model` (NepModel), `validation_metrics` and '
+                                   '`test_metrics` (errors, Dict) and `training` (the parser results, Dict).')
+        spec.output('validation_summary', valid_type=orm.Dict,
+                    help='Errors on the validation set over the replicas; `best_replica` is chosen here.')
+        spec.output('summary', valid_type=orm.Dict,
+                    help='Mean ± std of the test-set (held-out) errors over the replicas, and the best replica.')
+        spec.output('model', valid_type=NepModel, help='The replica with the lowest validation force RMSE.')
+        spec.output('validation_metrics', valid_type=orm.Dict, help='Its errors on the validation set (chose it).')
+        spec.output('test_metrics', valid_type=orm.Dict, help='Its errors on the test set: the held-out errors.')
 
         spec.exit_code(401, 'ERROR_ALL_REPLICAS_FAILED', message='No replica finished its training: {message}')
 
     @classmethod
-    def get_builder_from_protocol(cls, code, dataset, protocol=None, overrides=None, options=None, validation=None,
-                                  program=None):
+    def get_builder_from_protocol(cls, code, dataset=None, protocol=None, overrides=None, options=None,
+                                  validation=None, program=None, test=None):
         """A ready builder for ``dataset`` (``sseff.dataset``) trained with ``code`` (GPUMD ``nep`` or ``neppo``).
 
+        :param dataset: the labelled set; None leaves it to be set (a pipeline sets it from its labelling stage).
         :param protocol: ``fast`` (CPU, minutes), ``balanced`` or ``stringent`` (the seed paper's NEP settings);
             default ``balanced``.
         :param overrides: merged recursively into the protocol's inputs (``parameters``, ``program_parameters``,
-            ``n_replicas``, ``validation_fraction``, ``seed``, ``max_iterations``, ``options``).
+            ``n_replicas``, ``validation_fraction``, ``test_fraction``, ``seed``, ``max_iterations``, ``options``).
         :param options: CalcJob ``metadata.options`` (resources, max_wallclock_seconds, device, ...).
-        :param validation: a held-out ``sseff.dataset``; without it a fraction of ``dataset`` is held out.
+        :param validation: a ``sseff.dataset`` that picks the best replica; without it a fraction of ``dataset``.
+        :param test: a ``sseff.dataset`` for the reported errors; without it a fraction of ``dataset``.
         :param program: ``'nep'`` or ``'neppo'``; default from the code (see ``resolve_program``).
         """
         inputs = cls.get_protocol_inputs(protocol, overrides)
         chosen = resolve_program(program, code)
         parameters = {**inputs['parameters'], **(inputs.get('program_parameters', {}).get(chosen) or {})}
         builder = cls.get_builder()
-        builder.dataset = dataset
+        if dataset is not None:
+            builder.dataset = dataset
         if validation is not None:
             builder.validation = validation
+        if test is not None:
+            builder.test = test
         builder.validation_fraction = orm.Float(inputs['validation_fraction'])
+        builder.test_fraction = orm.Float(inputs['test_fraction'])
         builder.n_replicas = orm.Int(inputs['n_replicas'])
         builder.seed = orm.Int(inputs['seed'])
         builder.training.max_iterations = orm.Int(inputs['max_iterations'])
@@ -352,13 +397,21 @@ class NepTrainingWorkChain(ProtocolMixin, WorkChain):
         inputs = AttributeDict(self.exposed_inputs(NepTrainBaseWorkChain, 'training'))
         self.ctx.training_inputs = inputs
         self.ctx.program = resolve_program(inputs.nep.get('program'), inputs.nep.code)
-        if 'validation' in self.inputs:
-            self.ctx.train, self.ctx.validation = self.inputs.dataset, self.inputs.validation
-        else:
-            split = split_dataset(self.inputs.dataset, self.inputs.validation_fraction, self.inputs.seed)
-            self.ctx.train, self.ctx.validation = split['train'], split['validation']
+        self.ctx.train = self.inputs.dataset
+        self.ctx.validation = self.inputs.get('validation')
+        self.ctx.test = self.inputs.get('test')
+        if self.ctx.validation is None or self.ctx.test is None:
+            split = split_train_validation_test(
+                self.inputs.dataset,
+                orm.Float(0.0) if self.ctx.validation is not None else self.inputs.validation_fraction,
+                orm.Float(0.0) if self.ctx.test is not None else self.inputs.test_fraction,
+                self.inputs.seed)
+            self.ctx.train = split['train']
+            self.ctx.validation = self.ctx.validation or split['validation']
+            self.ctx.test = self.ctx.test or split['test']
         self.out('train_dataset', self.ctx.train)
         self.out('validation_dataset', self.ctx.validation)
+        self.out('test_dataset', self.ctx.test)
         self.ctx.labels = [f'replica_{index:02d}' for index in range(self.inputs.n_replicas.value)]
 
     def run_training(self):
@@ -367,7 +420,7 @@ class NepTrainingWorkChain(ProtocolMixin, WorkChain):
             inputs = AttributeDict(self.ctx.training_inputs)
             nep = AttributeDict(inputs.nep)
             nep.train = self.ctx.train
-            nep.test = self.ctx.validation
+            nep.test = self.ctx.validation  # never the test set: it must stay unseen
             if self.ctx.program == 'neppo':
                 nep.seed = orm.Int(self.inputs.seed.value + index)
             inputs.nep = nep
@@ -388,23 +441,32 @@ class NepTrainingWorkChain(ProtocolMixin, WorkChain):
         return None
 
     def evaluate(self):
-        self.ctx.metrics = {}
+        self.ctx.validation_metrics, self.ctx.test_metrics = {}, {}
         for label in self.ctx.finished:
             node = self.ctx[label]
-            metrics = evaluate_nep_model(node.outputs.model, self.ctx.validation,
-                                         metadata={'call_link_label': f'evaluate_{label}'})
-            self.ctx.metrics[label] = metrics
-            self.out(f'replicas.{label}', {'model': node.outputs.model, 'metrics': metrics,
+            model = node.outputs.model
+            validation = evaluate_nep_model(model, self.ctx.validation,
+                                            metadata={'call_link_label': f'validate_{label}'})
+            test = evaluate_nep_model(model, self.ctx.test, metadata={'call_link_label': f'test_{label}'})
+            self.ctx.validation_metrics[label] = validation
+            self.ctx.test_metrics[label] = test
+            self.out(f'replicas.{label}', {'model': model, 'validation_metrics': validation, 'test_metrics': test,
                                            'training': node.outputs.results})
-            self.report(f'{label}: held-out force RMSE {metrics["force_mev_per_angstrom"]:.1f} meV/Å, energy '
-                        f'{metrics["energy_mev_per_atom"]:.2f} meV/atom')
+            self.report(f'{label}: force RMSE {validation["force_mev_per_angstrom"]:.1f} meV/Å (validation), '
+                        f'{test["force_mev_per_angstrom"]:.1f} meV/Å (test)')
 
     def summarise(self):
-        summary = summarise_replicas(**self.ctx.metrics)
+        validation_summary = summarise_replicas(**self.ctx.validation_metrics,
+                                                metadata={'call_link_label': 'summarise_validation'})
+        best = validation_summary['best_replica']
+        summary = summarise_replicas(chosen=orm.Str(best), **self.ctx.test_metrics,
+                                     metadata={'call_link_label': 'summarise_test'})
+        self.out('validation_summary', validation_summary)
         self.out('summary', summary)
-        best = summary['best_replica']
         self.out('model', self.ctx[best].outputs.model)
-        self.out('metrics', self.ctx.metrics[best])
+        self.out('validation_metrics', self.ctx.validation_metrics[best])
+        self.out('test_metrics', self.ctx.test_metrics[best])
         force = summary['force_mev_per_angstrom']
-        self.report(f'held-out force RMSE over {summary["n_replicas"]} replica(s): {force["mean"]:.1f} ± '
-                    f'{force["std"]:.1f} meV/Å; best {best}')
+        self.report(f'test-set force RMSE over {summary["n_replicas"]} replica(s): {force["mean"]:.1f} ± '
+                    f'{force["std"]:.1f} meV/Å; best on the validation set: {best} (test '
+                    f'{self.ctx.test_metrics[best]["force_mev_per_angstrom"]:.1f} meV/Å)')

@@ -103,3 +103,22 @@ def test_kink_not_testable_with_three_points():
     res = detect_kink(t, d, e)
     assert not res.testable and not res.significant
     assert res.message.startswith('not testable')
+
+
+def test_unweighted_kink_test_without_errors():
+    # D without error bars (an msd.out alone): the F-test on residual sums of squares, same data as above
+    rng = np.random.default_rng(3)
+    t, tb = TEMPERATURES, 850.0
+    ln_d = np.where(t >= tb, np.log(1e-3) - 0.2 / (K_B_EV * t),
+                    np.log(1e-3) - 0.2 / (K_B_EV * tb) - 0.5 / K_B_EV * (1 / t - 1 / tb))
+    d = np.exp(ln_d + rng.normal(0, 0.05, t.size))
+    res = detect_kink(t, d)
+    assert res.testable and res.significant and 'unweighted' in res.message
+    assert res.break_temperature in (800.0, 900.0)
+    # the F statistic does not depend on a common error scale: weighting by any constant relative error agrees
+    assert res.f_statistic == pytest.approx(detect_kink(t, d, 0.3 * d).f_statistic, rel=1e-9)
+    # straight lines: false positives stay rare (alpha = 0.01, anti-conservative by the choice of the best of 5
+    # breaks; measured 4.75 % over seeds 0-1999, so 8 % over 200 seeds is 2 binomial standard deviations above)
+    flags = [detect_kink(*_synthetic(seed)[:2]).significant for seed in range(200)]
+    assert np.mean(flags) <= 0.08
+    assert not detect_kink(*_synthetic(0, temperatures=TEMPERATURES[:3])[:2]).testable

@@ -148,3 +148,55 @@ def test_label_unknown_element(aiida_profile, engine_code):
         EngineLabelCalculation, code=engine_code, structures=dataset, calculator=orm.Dict({'kind': 'emt'})
     )
     assert node.exit_status == EngineLabelCalculation.exit_codes.ERROR_UNKNOWN_ELEMENT.status
+
+
+def test_md_walltime_stop_outputs_and_continuation(aiida_profile, engine_code):
+    """max_wallclock_seconds shorter than the margin: the engine stops after one checkpoint interval (60 steps) with
+    ERROR_OUT_OF_WALLTIME and the outputs so far; a job given its checkpoint continues the time axis to the end.
+    (The direct scheduler on localhost does not enforce the wall time itself, so only the engine's stop is tested.)"""
+    inputs = md_inputs(engine_code, copper(), n_steps=120, checkpoint_interval=60, snapshot_interval=0)
+    inputs['metadata'] = {'options': {'max_wallclock_seconds': 1}}
+    results, node = run_get_node(EngineMdCalculation, **inputs)
+    assert node.exit_status == EngineMdCalculation.exit_codes.ERROR_OUT_OF_WALLTIME.status
+    assert 'production step 60 of 120' in node.exit_message
+    assert results['trajectory'].get_stepids().tolist() == list(range(0, 61, 5))
+    assert results['thermo'].get_array('step').tolist() == [0, 10, 20, 30, 40, 50, 60]
+    assert results['results']['step'] == 60 and results['results']['n_checkpoints'] == 1
+
+    inputs = md_inputs(engine_code, copper(), n_steps=120, checkpoint_interval=60, snapshot_interval=0)
+    inputs['checkpoint'] = results['checkpoint']
+    continued, node = run_get_node(EngineMdCalculation, **inputs)
+    assert node.is_finished_ok, node.exit_message
+    np.testing.assert_allclose(continued['trajectory'].get_array('times'), np.arange(65, 121, 5) * 2.0 / 1000)
+    assert continued['results']['restart_step'] == 60
+
+
+def test_md_checkpoint_of_another_run_refused_before_submission(aiida_profile, engine_code):
+    inputs = md_inputs(engine_code, copper(), n_steps=20, snapshot_interval=0)
+    results, node = run_get_node(EngineMdCalculation, **inputs)
+    assert node.is_finished_ok, node.exit_message
+    inputs = md_inputs(engine_code, copper(), n_steps=20, snapshot_interval=0, temperature_K=900.0)
+    inputs['checkpoint'] = results['checkpoint']
+    with pytest.raises(ValueError, match=r'`checkpoint`: .*temperature_K: 600.0 in the checkpoint, 900.0 now'):
+        run_get_node(EngineMdCalculation, **inputs)
+
+
+def test_md_parser_after_a_hard_kill_keeps_the_checkpoint(aiida_profile, calc_job_node_factory, tmp_path):
+    """No report.json (the scheduler killed the engine) but a checkpoint: ERROR_MISSING_REPORT, and the outputs
+    written with that checkpoint, so that sseff.engine.md.base can continue and join the run."""
+    from ase.calculators.emt import EMT
+
+    from aiida_sseff.engines.md import run_md
+    from aiida_sseff.parsers.engine import EngineMdParser
+
+    parameters = {'n_steps': 60, 'thermo_interval': 10, 'trajectory_interval': 10, 'checkpoint_interval': 20}
+    run_md(copper(), EMT(), parameters, tmp_path, wall_time_s=0.0)  # stops at step 20 like a killed run's last save
+    inputs = {'parameters': orm.Dict(parameters), 'structure': orm.StructureData(ase=copper()),
+              'calculator': orm.Dict({'kind': 'emt'})}
+    node = calc_job_node_factory('sseff.engine.md', tmp_path, inputs,
+                                 files=['thermo.dat', 'trajectory.npz', 'final.xyz', 'checkpoint.npz'])
+    results, calcfunction = EngineMdParser.parse_from_node(node, store_provenance=False)
+    assert calcfunction.exit_status == EngineMdCalculation.exit_codes.ERROR_MISSING_REPORT.status
+    assert results['trajectory'].get_stepids().tolist() == [0, 10, 20]
+    assert results['results']['killed'] is True and results['results']['step'] == 20
+    assert 'checkpoint' in results

@@ -112,7 +112,9 @@ def test_run_in_and_model_xyz(aiida_profile, generate_calc_job, gpumd_code, nep_
     np.testing.assert_allclose(positions, small_structure().get_ase().positions, atol=1e-8)
     # the model is copied (not uploaded from a path on this machine), the outputs retrieved
     assert calc_info.local_copy_list == [(nep_model.uuid, nep_model.filename, 'nep.txt')]
-    assert set(calc_info.retrieve_list) == {'log', 'gpumd.err', 'thermo.out', 'msd.out'}
+    # run.in (the statistics of msd.out), and what a run stopped early leaves for its continuation
+    assert set(calc_info.retrieve_list) == {'log', 'gpumd.err', 'run.in', 'thermo.out', 'msd.out', 'restart.xyz',
+                                            'msd_step*.out'}
     assert calc_info.codes_info[0].stdout_name == 'log'
 
 
@@ -138,6 +140,31 @@ def test_version_from_code_extra_and_dump(aiida_profile, generate_calc_job, gpum
         assert lines[-2] == 'dump_xyz 0 0 1000 traj.xyz unwrapped_position'  # <= 5.6 argument order
     finally:
         gpumd_code.base.extras.delete('gpumd_version')
+
+
+def test_restart_replaces_model_xyz_and_keeps_velocities(aiida_profile, generate_calc_job, gpumd_code, nep_model,
+                                                         tmp_path):
+    """A continuation: the restart.xyz given becomes model.xyz byte for byte, run.in has no `velocity` line (GPUMD
+    then keeps the file's velocities), and dump_restart saves the MSD at the restart steps (save_every)."""
+    restart = tmp_path / 'restart.xyz'
+    restart.write_text('5\npbc="T T T" Lattice="6 0 0 0.5 6.5 0 0 0 7" '
+                       'Properties=species:S:1:pos:R:3:mass:R:1:vel:R:3:group:I:1\n'
+                       + ''.join(f'{s} {i} 0 0 1.0 0.01 0 0 {g}\n' for i, (s, g) in
+                                 enumerate(zip(['O', 'Li', 'La', 'Li', 'O'], [1, 0, 2, 0, 1], strict=True))))
+    parameters = dict(PARAMETERS, equilibration_steps=0, dump_restart=10_000)
+    inputs = base_inputs(gpumd_code, nep_model, parameters=orm.Dict(parameters),
+                         restart=orm.SinglefileData(restart))
+    with SandboxFolder() as folder:
+        generate_calc_job(folder, inputs)
+        lines = open(folder.get_abs_path('run.in')).read().splitlines()
+        model_xyz = open(folder.get_abs_path('model.xyz')).read()
+    assert model_xyz == restart.read_text()
+    assert not any(line.startswith('velocity') for line in lines)
+    assert 'compute_msd 10 5000 group 0 0 save_every 10000' in lines and 'dump_restart 10000' in lines
+    # a restart interval between two MSD samples could never be matched by a saved MSD
+    inputs['parameters'] = orm.Dict(dict(parameters, dump_restart=10_005))
+    with SandboxFolder() as folder, pytest.raises(ValueError, match='multiple of compute_msd.sample_interval'):
+        generate_calc_job(folder, inputs)
 
 
 def test_qnep_model_gets_kspace(aiida_profile, generate_calc_job, gpumd_code, tmp_path):

@@ -3,8 +3,6 @@ the CPU whose model, evaluated by calorine's CPUNEP, reproduces the RMSE the par
 
 from __future__ import annotations
 
-import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,50 +17,14 @@ from aiida_sseff.calculations.nep import NepTrainCalculation, resolve_program
 from aiida_sseff.data.dataset import LabelledDataset
 
 
-def cu_al_structures(n: int = 5, seed: int = 0):
-    """EMT-labelled rattled and strained 32-atom Cu/Al fcc cells. Their 7.3 Å width is thinner than 2 x the 5 Å
-    cutoff used below: neppo and CPUNEP take all periodic images into account, GPUMD would replicate."""
-    from ase.build import bulk
-    from ase.calculators.emt import EMT
-    from ase.calculators.singlepoint import SinglePointCalculator
-
-    rng = np.random.default_rng(seed)
-    structures = []
-    for k in range(n):
-        atoms = bulk('Cu', 'fcc', a=3.65, cubic=True).repeat(2)
-        atoms.symbols[rng.choice(len(atoms), size=8 + k, replace=False)] = 'Al'
-        atoms.set_cell(atoms.cell * (1 + 0.01 * (k - 2)), scale_atoms=True)
-        atoms.rattle(0.08, seed=seed * 100 + k)
-        atoms.calc = EMT()
-        results = {'energy': atoms.get_potential_energy(), 'forces': atoms.get_forces(),
-                   'stress': atoms.get_stress()}
-        atoms.calc = SinglePointCalculator(atoms, **results)
-        structures.append(atoms)
-    return structures
-
-
 @pytest.fixture(scope='module')
-def cu_al(aiida_profile):
+def cu_al(aiida_profile, cu_al_structures):
     return LabelledDataset(cu_al_structures(5)).store()
 
 
 @pytest.fixture(scope='module')
-def cu_al_test(aiida_profile):
+def cu_al_test(aiida_profile, cu_al_structures):
     return LabelledDataset(cu_al_structures(2, seed=1)).store()
-
-
-@pytest.fixture
-def neppo_code(aiida_code_installed, aiida_localhost):
-    """The ``neppo`` console script of this environment as an InstalledCode (its name selects program neppo)."""
-    executable = Path(sys.executable).parent / 'neppo'
-    if not executable.exists():
-        executable = shutil.which('neppo')
-        if executable is None:
-            pytest.skip('neppo is not installed')
-    aiida_localhost.set_minimum_job_poll_interval(0.0)
-    return aiida_code_installed(label='neppo', default_calc_job_plugin='sseff.nep.train',
-                                filepath_executable=str(executable),
-                                prepend_text='export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}')
 
 
 SMALL = {'cutoff': [5, 4], 'n_max': [4, 4], 'basis_size': [4, 4], 'l_max': [4, 2, 0], 'neuron': 8,

@@ -20,17 +20,11 @@ from aiida_sseff.analysis.descriptors import nep_descriptors, rdf_descriptors, u
 from aiida_sseff.analysis.fps import farthest_point_sampling
 from aiida_sseff.cli import cmd_root
 
-REFERENCE = Path(__file__).resolve().parents[2] / '..' / 'shared' / 'reference'
-LLZO_MODEL = REFERENCE / 'llzo' / 'nep25_zbl.txt'
-LLZO_TRAIN = REFERENCE / 'llzo' / 'nep_training' / 'train.xyz'
-
 
 @pytest.fixture(scope='module')
-def llzo():
-    """Paths of the real LLZO training set (25 DFT structures) and its trained NEP model; skip where absent."""
-    if not (LLZO_MODEL.is_file() and LLZO_TRAIN.is_file()):
-        pytest.skip(f'real GPUMD reference data not found at {REFERENCE.resolve()} (shared/reference beside the repo)')
-    return LLZO_TRAIN, LLZO_MODEL
+def llzo(reference_dir):
+    """Paths of the real LLZO training set (25 DFT structures) and its trained NEP model (skipped with reference_dir)."""
+    return reference_dir / 'llzo' / 'nep_training' / 'train.xyz', reference_dir / 'llzo' / 'nep25_zbl.txt'
 
 
 @pytest.fixture
@@ -156,8 +150,18 @@ def unknown_element_file(tmp_path):
 
 @pytest.mark.parametrize('args, message', [
     (['fps', '{tmp}/missing.xyz', '--descriptor', 'rdf', '-n', 1, '-o', '{tmp}/o.xyz'], 'missing.xyz` does not exist'),
-    (['fps', '{lif}', '--descriptor', 'rdf', '-n', 30, '-o', '{tmp}/o.xyz'], 'cannot select 30 of the 13 structures'),
-    (['fps', '{lif}', '--descriptor', 'rdf', '-n', 0, '-o', '{tmp}/o.xyz'], 'cannot select 0 of the 13'),
+    (['fps', '{lif}', '--descriptor', 'rdf', '-n', 30, '-o', '{tmp}/o.xyz'],
+     'cannot select 30 of the 13 structures in `{lif}` (expected -n between 1 and 13)'),
+    (['fps', '{lif}', '--descriptor', 'rdf', '-n', 0, '-o', '{tmp}/o.xyz'], "'--n-select': 0 is not in the range x>=1"),
+    (['fps', '{lif}', '--descriptor', 'rdf', '-n', -3, '-o', '{tmp}/o.xyz'], "'--n-select': -3 is not in the range"),
+    (['fps', '{lif}', '--descriptor', 'rdf', '--min-distance', -0.5, '-o', '{tmp}/o.xyz'],
+     "'--min-distance': -0.5 is not in the range x>=0"),
+    (['fps', '{tmp}/not_xyz.txt', '--descriptor', 'rdf', '-n', 1, '-o', '{tmp}/o.xyz'],
+     'cannot read structure file `{tmp}/not_xyz.txt` as extended XYZ'),
+    (['fps', '{lif}', '--model', '{tmp}/not_xyz.txt', '-n', 2, '-o', '{tmp}/o.xyz'],
+     '`{tmp}/not_xyz.txt` is not a NEP model: its first line is `1 2 3`; expected a NEP model (nep.txt'),
+    (['fps', '{lif}', '--descriptor', 'rdf', '-n', 2, '-o', '{lif}/o.xyz'], 'cannot write the selected structures'),
+    (['series', '{lif}', '--descriptor', 'rdf', '--levels', 0, '-o', '{tmp}/s'], "'--levels': 0 is not in the range"),
     (['fps', '{lif}', '--descriptor', 'rdf', '-o', '{tmp}/o.xyz'], 'exactly one of -n/--n-select and --min-distance'),
     (['fps', '{lif}', '-n', 2, '-o', '{tmp}/o.xyz'], 'give --model nep.txt'),
     (['fps', '{lif}', '--descriptor', 'rdf', '--per-species', '-n', 2, '-o', '{tmp}/o.xyz'],
@@ -171,10 +175,13 @@ def unknown_element_file(tmp_path):
      '13 structures cannot be halved 4 times'),
 ])
 def test_clear_errors(lif_file, tmp_path, args, message):
+    """Each bad input gives a message naming the file or value and what was expected (no traceback)."""
+    (tmp_path / 'not_xyz.txt').write_text('1 2 3\n4 5 6\n')  # neither extended XYZ nor a NEP model
     args = [str(a).format(tmp=tmp_path, lif=lif_file) for a in args]
     result = invoke(args)
     assert result.exit_code != 0
-    assert message in result.output, result.output
+    message = message.format(tmp=tmp_path, lif=lif_file)
+    assert message in ' '.join(result.output.split()), result.output
 
 
 def test_element_unknown_to_the_model(llzo, tmp_path):

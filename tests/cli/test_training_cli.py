@@ -17,17 +17,13 @@ from click.testing import CliRunner
 
 from aiida_sseff.cli import cmd_root
 
-REFERENCE = Path(__file__).resolve().parents[2] / '..' / 'shared' / 'reference'
-NEP_TRAINING = REFERENCE / 'llzo' / 'nep_training'
 PNG_MAGIC = b'\x89PNG'
 
 
 @pytest.fixture(scope='module')
-def nep_training():
-    if not (NEP_TRAINING / 'loss.out').is_file():
-        pytest.skip(f'real GPUMD nep training outputs not found at {NEP_TRAINING} (shared/reference beside the '
-                    'repository)')
-    return NEP_TRAINING
+def nep_training(reference_dir):
+    """The real GPUMD `nep` run on 25 LLZO structures (shared/reference/llzo/README.md; skipped with reference_dir)."""
+    return reference_dir / 'llzo' / 'nep_training'
 
 
 def invoke(args):
@@ -60,6 +56,16 @@ def test_analyze_refuses_a_directory_without_outputs(tmp_path):
     (tmp_path / 'nep.in').write_text('type 1 Cu\n')
     result = CliRunner().invoke(cmd_root, ['analyze', 'nep-training', str(tmp_path)])
     assert result.exit_code != 0 and 'holds no loss.out' in result.output
+
+
+def test_analyze_names_broken_files_and_unwritable_plots(tmp_path, nep_training):
+    """A file with the wrong number of columns is named with its line; a plot path that cannot be written too."""
+    (tmp_path / 'energy_train.out').write_text('1 2 3\n')
+    result = CliRunner().invoke(cmd_root, ['analyze', 'nep-training', str(tmp_path)])
+    assert result.exit_code != 0 and 'energy_train.out, line 1: 3 columns, expected 2' in result.output
+    result = CliRunner().invoke(cmd_root, ['analyze', 'nep-training', str(nep_training), '--plot',
+                                           str(tmp_path / 'missing' / 'plot.png')])
+    assert result.exit_code != 0 and 'cannot write the plot to' in result.output and 'plot.png' in result.output
 
 
 @pytest.mark.reference

@@ -9,8 +9,6 @@ from click.testing import CliRunner
 
 from aiida_sseff.cli import cmd_root
 
-REFERENCE = Path(__file__).resolve().parents[2] / '..' / 'shared' / 'reference'
-MD_DIR = REFERENCE / 'llzo' / 'gpumd_md_1000K'
 K_B = 8.617333262e-5  # eV/K
 
 
@@ -20,11 +18,18 @@ def invoke(args):
     return result.output
 
 
+def refused(args) -> str:
+    result = CliRunner().invoke(cmd_root, args)
+    assert result.exit_code != 0, result.output
+    return result.output
+
+
 @pytest.fixture
-def md_dir():
-    if not (MD_DIR / 'msd.out').is_file():
-        pytest.skip(f'real GPUMD reference data not found at {MD_DIR} (shared/reference beside the repository)')
-    return MD_DIR
+def md_dir(reference_dir):
+    path = reference_dir / 'llzo' / 'gpumd_md_1000K'
+    if not (path / 'msd.out').is_file():
+        pytest.skip(f'real GPUMD run not found at {path}')
+    return path
 
 
 def write_msd_out(path: Path, d_cm2_s: float, n_rows: int = 500, dt_ps: float = 0.1, plateau: float = 0.4):
@@ -50,6 +55,9 @@ def test_analyze_msd_real_file(md_dir, tmp_path):
                               '--json', '--plot', str(plot)]))
     assert data['D_cm2_s'] == pytest.approx(9.667e-6, rel=0.01)
     assert data['n_ions'] == 3584 and data['run_length_ps'] == pytest.approx(1000.0)  # from model.xyz, run.in
+    # run.in: 1,000,000 steps // 100 = 10,000 samples, Nc = 1000: 9001 origins (GPUMD msd.cu), said in the output
+    assert data['n_time_origins'] == 9001 and data['sources']['n_ions'].startswith('model.xyz')
+    assert 'n_time_origins = 9001: run.in line 8' in text and 'n_ions = 3584: model.xyz' in text
     assert 0 < data['D_err_cm2_s'] < 0.05 * data['D_cm2_s']
     assert 1e3 * data['sigma_S_cm'] == pytest.approx(448.0, rel=0.01)
     assert plot.stat().st_size > 10_000
@@ -62,6 +70,41 @@ def test_analyze_msd_bad_group(tmp_path):
     write_msd_out(tmp_path / 'msd.out', 1e-5)
     result = CliRunner().invoke(cmd_root, ['analyze', 'msd', str(tmp_path / 'msd.out'), '-T', '900', '--group', '2'])
     assert result.exit_code != 0 and 'group 2 requested, the file has 1 group' in result.output
+
+
+def test_analyze_msd_without_statistics_says_why(tmp_path):
+    write_msd_out(tmp_path / 'run' / 'msd.out', 1e-5)
+    text = invoke(['analyze', 'msd', str(tmp_path / 'run'), '-T', '900'])  # the folder of msd.out
+    assert 'D_total = 1.000e-05 cm²/s' in text
+    assert 'errors: none: n_ions and n_time_origins unknown' in text
+    assert 'n_time_origins: unknown: no run.in beside msd.out' in text
+
+
+@pytest.mark.parametrize(
+    ('options', 'message'),
+    [
+        (['-T', '-5'], "Invalid value for '--temperature' / '-T': -5.0 is not in the range x>0"),
+        (['-T', '0'], "'--temperature' / '-T': 0.0 is not in the range x>0"),
+        (['-T', '900', '--volume', '-1'], "'--volume': -1.0 is not in the range x>0"),
+        (['-T', '900', '--n-ions', '0'], "'--n-ions': 0 is not in the range x>=1"),
+        (['-T', '900', '--run-time', '0'], "'--run-time': 0.0 is not in the range x>0"),
+        (['-T', '900', '--dt', '-0.1'], "'--dt': -0.1 is not in the range x>0"),
+        (['-T', '900', '--group', '-1'], "'--group': -1 is not in the range x>=0"),
+        (['-T', '900', '--start-fraction', '1.5'], "'--start-fraction': 1.5 is not in the range 0<=x<=1"),
+        (['-T', '900', '--start-fraction', '0.5', '--end-fraction', '0.2'],
+         'start_fraction 0.5 must be below end_fraction 0.2'),
+    ],
+)
+def test_analyze_msd_bad_values(tmp_path, options, message):
+    write_msd_out(tmp_path / 'msd.out', 1e-5)
+    assert message in refused(['analyze', 'msd', str(tmp_path / 'msd.out'), *options])
+
+
+def test_analyze_msd_bad_files(tmp_path):
+    assert 'no msd.out in this folder' in refused(['analyze', 'msd', str(tmp_path), '-T', '900'])
+    assert 'does not exist' in refused(['analyze', 'msd', str(tmp_path / 'none.out'), '-T', '900'])
+    (tmp_path / 'notes.txt').write_text('hello\n')
+    assert 'line 1: not a row of numbers' in refused(['analyze', 'msd', str(tmp_path / 'notes.txt'), '-T', '900'])
 
 
 def random_walk_trajectory(d_A2_ps=0.5, dt_ps=0.05, n_frames=400, n_li=32, seed=0):
@@ -114,7 +157,45 @@ def test_analyze_arrhenius_synthetic_known_ea(tmp_path):
     assert data['sigma_extrapolated_S_cm'] > 0 and data['Ea_err_eV'] > 0
     text = invoke(['analyze', 'arrhenius', str(tmp_path), '--plot', str(tmp_path / 'arr.png')])
     assert 'Ea = 0.2500' in text and 'unweighted' in text  # no ion count / run length: errors from the scatter
+    assert 'kink test: ' in text and 'D errors: none: n_ions and n_time_origins unknown' in text
     assert (tmp_path / 'arr.png').stat().st_size > 10_000
+
+
+def test_analyze_arrhenius_warns_of_a_kink_without_errors(tmp_path):
+    """Ea = 0.5 eV below 850 K, 0.2 eV above, 3 % scatter, msd.out without ions or run length (no D errors): the
+    unweighted kink test flags it, in the text (a WARNING) and in the JSON."""
+    rng = np.random.default_rng(3)
+    for t in (600, 700, 800, 900, 1000, 1100, 1200):
+        ln_d = np.log(1e-3) - 0.2 / (K_B * t) if t >= 850 else \
+            np.log(1e-3) - 0.2 / (K_B * 850) - 0.5 / K_B * (1 / t - 1 / 850)
+        write_msd_out(tmp_path / f'{t}K' / 'msd.out', np.exp(ln_d + rng.normal(0, 0.03)))
+    text = invoke(['analyze', 'arrhenius', str(tmp_path)])
+    assert 'kink test: two regimes significantly better than one' in text and 'unweighted (no D errors)' in text
+    assert 'WARNING: D(T) has two Arrhenius regimes (break near' in text
+    data = json.loads(invoke(['analyze', 'arrhenius', str(tmp_path), '--json']))
+    assert data['kink']['significant'] is True and data['kink']['weighted'] is False
+    assert 'homoscedastic' in data['kink']['assumption']
+
+
+def test_analyze_arrhenius_few_temperatures_warns(tmp_path):
+    for t in (800, 1000, 1200):
+        write_msd_out(tmp_path / f'{t}K' / 'msd.out', 2e-3 * np.exp(-0.25 / (K_B * t)))
+    text = invoke(['analyze', 'arrhenius', str(tmp_path)])
+    assert 'kink test: not testable: 3 temperatures' in text
+    assert 'WARNING: with fewer than 4 temperatures' in text
+
+
+def test_analyze_arrhenius_bad_folders(tmp_path):
+    write_msd_out(tmp_path / '800K' / 'msd.out', 1e-6)
+    assert 'found 1 folder(s) <T>K/msd.out; an Arrhenius fit needs at least 2' in refused(
+        ['analyze', 'arrhenius', str(tmp_path)])
+    write_msd_out(tmp_path / 'hot' / 'msd.out', 1e-5)
+    assert 'has msd.out but its name is not <T>K' in refused(['analyze', 'arrhenius', str(tmp_path)])
+    (tmp_path / 'hot' / 'msd.out').unlink()
+    (tmp_path / '1000K').mkdir()
+    assert '1000K: a temperature folder without msd.out' in refused(['analyze', 'arrhenius', str(tmp_path)])
+    assert "'--extrapolate-to': -300.0 is not in the range x>0" in refused(
+        ['analyze', 'arrhenius', str(tmp_path), '--extrapolate-to', '-300'])
 
 
 @pytest.mark.reference
@@ -172,6 +253,14 @@ def test_show_and_plot_diffusion(stored_diffusion, tmp_path):
     text = invoke(['show', 'diffusion', str(stored_diffusion.pk)])
     assert 'Ea = 0.3000 ± 0.' in text
     assert text.count('yes') == 4 and 'kink test' in text and 'sigma(300 K)' in text
+    assert 'WARNING' not in text  # one straight line (Ea = 0.3 eV at every T)
+    from aiida_sseff.cli.cmd_transport import diffusion_table
+
+    results = stored_diffusion.outputs.results.get_dict()
+    results['kink'] = {'testable': True, 'significant': True, 'message': 'two regimes significantly better',
+                       'break_temperature_K': 1000.0, 'ea_low_T_eV': 0.5, 'ea_high_T_eV': 0.2}
+    assert diffusion_table(results)[-1].startswith('WARNING: D(T) has two Arrhenius regimes (break near 1000 K: '
+                                                   'Ea = 0.500 eV below, 0.200 eV above)')
     path = tmp_path / 'diffusion.png'
     assert 'Wrote' in invoke(['plot', 'diffusion', str(stored_diffusion.pk), '-o', str(path)])
     assert path.stat().st_size > 10_000

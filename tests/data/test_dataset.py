@@ -84,8 +84,39 @@ def test_subset_and_merge_keep_provenance(aiida_profile):
     assert creator is not None and creator.process_label == 'subset_dataset'
     assert {link.node.pk for link in creator.base.links.get_incoming().all()} >= {node.pk}
     merged = node.merge(sub)
-    assert merged.n_structures == 8
+    assert merged.n_structures == 8 and merged.has_labels  # labels kept, this set first, then the others in order
     assert merged.creator.process_label == 'merge_datasets'
+    energies = [atoms.get_potential_energy() for atoms in merged.get_ase()]
+    expected = [atoms.get_potential_energy() for atoms in node.get_ase() + sub.get_ase()]
+    assert energies == pytest.approx(expected, abs=1e-10)
+
+
+def test_merge_with_drop_labels_makes_candidates(aiida_profile):
+    from aiida_sseff.data.dataset import merge_datasets
+
+    first, second = LabelledDataset(labelled_cells(2)), LabelledDataset(labelled_cells(1, seed=5))
+    candidates = merge_datasets(drop_labels=orm.Bool(True), strains=second, md_T00600K=first)
+    assert candidates.n_structures == 3 and not candidates.has_labels
+    assert [atoms.info['candidate_source'] for atoms in candidates.get_ase()] == ['md_T00600K', 'md_T00600K',
+                                                                                  'strains']
+    with pytest.raises(DatasetValidationError, match='nothing to merge'):
+        merge_datasets()
+
+
+@pytest.mark.parametrize('name, content, message', [
+    ('missing.xyz', None, 'structure file `.*missing.xyz` does not exist'),
+    ('folder', 'dir', '`.*folder` is a directory; expected a structure file'),
+    ('numbers.txt', '1 2 3\n', 'ASE does not recognise its format'),
+    ('bad.xyz', 'hello\n', 'cannot read `.*bad.xyz`: .*Expected xyz header'),
+])
+def test_from_file_names_the_file_and_what_was_expected(tmp_path, name, content, message):
+    path = tmp_path / name
+    if content == 'dir':
+        path.mkdir()
+    elif content is not None:
+        path.write_text(content)
+    with pytest.raises(DatasetValidationError, match=message):
+        LabelledDataset.from_file(path)
 
 
 @pytest.mark.parametrize(

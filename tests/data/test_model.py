@@ -66,3 +66,51 @@ def test_mace_model_needs_elements_when_unreadable(aiida_profile, tmp_path):
     path.write_bytes(b'not a torch file')
     with pytest.raises(ModelFileError, match='MACE model'):
         MaceModel(path)
+
+
+def _mace_like_state(path):
+    """A torch file as MACE writes its buffers (r_max, num_interactions, atomic_numbers are registered buffers of
+    mace.modules.models.MACE); mace-torch is not installed here, so the test writes the file itself."""
+    import collections
+
+    import torch
+
+    state = collections.OrderedDict(r_max=torch.tensor(5.0), num_interactions=torch.tensor(2),
+                                    atomic_numbers=torch.tensor([3, 8]), weight=torch.zeros(4, 4))
+    torch.save({'model': state, 'epoch': 7}, path)
+    return path
+
+
+class _RunsCode:
+    """Pickles to a call of os.system: what a malicious model file holds."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f'touch {self.marker}',))
+
+
+def test_mace_file_read_weights_only(aiida_profile, tmp_path):
+    node = MaceModel(_mace_like_state(tmp_path / 'model.pt'))
+    assert node.elements == ['Li', 'O'] and node.cutoff == 5.0
+    assert node.base.attributes.get('num_interactions') == 2
+
+
+def test_mace_file_that_runs_code_is_refused(aiida_profile, tmp_path):
+    import torch
+
+    from aiida_sseff.data.model import UnsafeModelFileError
+
+    marker = tmp_path / 'code-ran'
+    path = tmp_path / 'evil.model'
+    torch.save({'payload': _RunsCode(marker)}, path)
+    with pytest.raises(UnsafeModelFileError, match=r'`evil.model` asks for posix.system.*--allow-pickle'):
+        MaceModel(path, architecture={'elements': ['Li']})
+    assert not marker.exists()  # nothing from the file ran
+    # the explicit opt-in loads it as a full pickle, with a warning: and the file's code runs, as the warning says
+    with pytest.warns(UserWarning, match='runs any code the file holds'):
+        MaceModel(path, architecture={'elements': ['Li']}, allow_pickle=True)
+    assert marker.exists()

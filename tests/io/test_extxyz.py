@@ -14,9 +14,6 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from aiida_sseff.analysis.geometry import perpendicular_widths
 from aiida_sseff.io.extxyz import check_cell_thickness, read_train_xyz, write_train_xyz
 
-REFERENCE = Path(__file__).resolve().parents[2] / '..' / 'shared' / 'reference'
-NEP_TXT = REFERENCE / 'llzo' / 'nep_training' / 'nep.txt'
-
 
 def _emt_cell(seed: int = 0) -> Atoms:
     atoms = bulk('Cu', cubic=True).repeat(2)
@@ -164,10 +161,8 @@ def test_thin_cells_handled_by_neppo_and_cpunep(tmp_path):
     _assert_thin_cell_equals_supercell(tmp_path / 'nep.txt', primitive, 5.0, 4)
 
 
-def test_thin_cells_with_reference_llzo_model():
+def test_thin_cells_with_reference_llzo_model(reference_dir):
     """The real LLZO NEP (rc_R = 6 Å) on a primitive Li2O cell (2.66 Å thick) against its 5x5x5 supercell."""
-    if not NEP_TXT.is_file():
-        pytest.skip(f'reference data absent: {NEP_TXT}')
     primitive = bulk('Li2O', 'fluorite', a=4.61)
     primitive.rattle(0.05, seed=1)
-    _assert_thin_cell_equals_supercell(NEP_TXT, primitive, 6.0, 5)
+    _assert_thin_cell_equals_supercell(reference_dir / 'llzo' / 'nep_training' / 'nep.txt', primitive, 6.0, 5)

@@ -1,33 +1,36 @@
-"""Tests of aiida_sseff.io.gpumd: msd.out / thermo.out readers, log speed, model.xyz and run.in writers."""
-
-from pathlib import Path
+"""Tests of aiida_sseff.io.gpumd: msd.out (typed header) / thermo.out readers, msd.out writer, log speed, model.xyz
+and run.in writers and readers."""
 
 import numpy as np
 import pytest
 
 from aiida_sseff.io.gpumd import (
     ComputeMsd,
+    MsdTimeOriginsError,
     TrajectoryDump,
     make_run_in,
+    model_group_sizes,
+    msd_run,
     parse_gpumd_version,
+    read_model_xyz,
     read_msd,
+    read_run_in,
     read_speed,
     read_thermo,
     species_grouping,
     write_model_xyz,
+    write_msd,
     write_run_in,
 )
 
-REFERENCE = Path(__file__).resolve().parents[2] / '..' / 'shared' / 'reference'
-LLZO_MD = REFERENCE / 'llzo' / 'gpumd_md_1000K'
-
 
 @pytest.fixture
-def llzo_md_dir():
+def llzo_md_dir(reference_dir):
     """The real GPUMD 1000 K LLZO run (GPUMD-Tutorials, see shared/reference/llzo/README.md)."""
-    if not (LLZO_MD / 'msd.out').is_file():
-        pytest.skip(f'real GPUMD reference data not found at {LLZO_MD} (shared/reference beside the repository)')
-    return LLZO_MD
+    path = reference_dir / 'llzo' / 'gpumd_md_1000K'
+    if not (path / 'msd.out').is_file():
+        pytest.skip(f'real GPUMD run not found at {path}')
+    return path
 
 
 # ------------------------------------------------------------------------------------------------------- msd.out
@@ -42,6 +45,9 @@ def test_read_msd_real_file(llzo_md_dir):
     assert block.time[0] == 0.0
     np.testing.assert_allclose(np.diff(block.time), 0.1, atol=1e-9)
     assert block.header == {}  # no '#' header: GPUMD <= 5.5
+    assert not block.has_header
+    assert (block.sample_interval, block.n_correlation, block.num_atoms_per_group, block.dt_output_ps,
+            block.cell, block.all_groups, block.group) == (None,) * 7
     np.testing.assert_array_equal(block.msd[:, 0], 0.0)
     # last row of the file, Li (group 0) columns 2-4
     np.testing.assert_allclose(block.msd_xyz(0)[-1], [19.3502, 19.4583, 19.6791])
@@ -99,6 +105,72 @@ def test_read_msd_headers_and_appended_blocks(tmp_path):
     np.testing.assert_allclose(blocks[0].msd[1, :, 2], first[:, 9])
     np.testing.assert_allclose(blocks[1].sdc[0, :, 1], second[:, 5])
     np.testing.assert_allclose(blocks[1].time, second[:, 0])
+    # the typed header fields
+    assert (blocks[1].sample_interval, blocks[1].n_correlation, blocks[1].all_groups, blocks[1].group) == \
+        (20, 8, 0, None)
+    assert blocks[1].has_header and blocks[1].format_version == 1 and blocks[1].num_atoms == 8
+    np.testing.assert_array_equal(blocks[1].num_atoms_per_group, [4, 4])
+    assert blocks[1].dt_output_ps == pytest.approx(0.02)
+    np.testing.assert_allclose(blocks[0].cell, 10.0 * np.eye(3))
+    assert blocks[0].columns[:2] == ('time_ps', 'msdx_0')
+
+
+# one block as GPUMD's MSD::write prints it (src/measure/msd.cu): header, then `%g` time and `% g %g %g %g %g %g`
+GPUMD_MSD_BLOCK = """\
+# compute_msd 10 3 group 0 1 save_every 500
+# format_version 1
+# num_atoms 64
+# num_groups 1
+# num_atoms_per_group 64
+# cell 1.2000000000e+01 0.0000000000e+00 0.0000000000e+00 1.0000000000e+00 1.1000000000e+01 0.0000000000e+00 \
+0.0000000000e+00 0.0000000000e+00 1.0500000000e+01
+# dt_output 2.0000000000e-02 ps
+# columns time_ps msdx msdy msdz sdcx sdcy sdcz
+0 0 0 0 0 0 0
+0.02 0.125 0.25 0.5 3.125 6.25 12.5
+0.04 0.375 0.5 1.25 6.25 6.25 18.75
+"""
+
+
+def test_write_msd_is_gpumds_format_and_reads_back(tmp_path):
+    block = read_msd_text(tmp_path, GPUMD_MSD_BLOCK)
+    assert block.group == (0, 1) and block.all_groups is None and block.save_every == 500
+    assert block.num_atoms == 64 and block.n_correlation == 3 and block.sample_interval == 10
+    np.testing.assert_allclose(block.cell, [[12, 0, 0], [1, 11, 0], [0, 0, 10.5]])
+    path = tmp_path / 'written.out'
+    write_msd(path, block.time, block.msd, block.sdc, compute_msd=ComputeMsd(10, 3, group=(0, 1), save_every=500),
+              num_atoms=64, num_atoms_per_group=[64], cell=block.cell, dt_output_ps=0.02)
+    assert path.read_text() == GPUMD_MSD_BLOCK
+    # appended per run, as GPUMD does; all_groups names its columns per group
+    msd = np.stack([block.msd[0], 2 * block.msd[0]])
+    write_msd(path, block.time, msd, msd, compute_msd=ComputeMsd(10, 3, all_groups=0), num_atoms=96,
+              num_atoms_per_group=[64, 32], cell=block.cell, dt_output_ps=0.02)
+    blocks = read_msd(path)
+    assert len(blocks) == 2 and blocks[1].all_groups == 0 and blocks[1].columns[-1] == 'sdcz_1'
+    np.testing.assert_array_equal(blocks[1].num_atoms_per_group, [64, 32])
+    np.testing.assert_allclose(blocks[1].msd[1], 2 * block.msd[0])
+
+
+def read_msd_text(tmp_path, text):
+    path = tmp_path / 'msd.out'
+    path.write_text(text)
+    (block,) = read_msd(path)
+    return block
+
+
+@pytest.mark.parametrize(
+    ('old', 'new', 'match'),
+    [
+        ('# compute_msd 10 3 group', '# compute_msd 10 4 group', 'header says Nc = 4, the block has 3 rows'),
+        ('# num_atoms_per_group 64', '# num_atoms_per_group 64 3', 'lists 2 groups, the data have 1'),
+        ('# dt_output 2.0000000000e-02', '# dt_output 2.0000000000e-03', r'time column steps by 0\.02 ps'),
+        ('# cell 1.2000000000e+01 ', '# cell ', 'must hold 9 numbers'),
+        ('save_every 500', 'every 500', "unexpected 'every'"),
+    ],
+)
+def test_read_msd_header_inconsistent(tmp_path, old, new, match):
+    with pytest.raises(ValueError, match=match):
+        read_msd_text(tmp_path, GPUMD_MSD_BLOCK.replace(old, new))
 
 
 def test_read_msd_headerless_appended_single_group(tmp_path):
@@ -199,6 +271,31 @@ def test_species_grouping_matches_real_model(llzo_md_dir):
     labels = species_grouping(atoms.get_chemical_symbols(), 'Li', order=['La', 'Zr', 'O'])
     # the tutorial grouped with `gpumdkit.sh -addgroup ... Li La Zr O`
     np.testing.assert_array_equal(labels, atoms.arrays['group'])
+
+
+@pytest.mark.reference
+def test_model_group_sizes_real_model(llzo_md_dir):
+    # the real log: "3584 atoms in group 0. 1536 atoms in group 1. 1024 atoms in group 2. 6144 atoms in group 3."
+    np.testing.assert_array_equal(model_group_sizes(llzo_md_dir / 'model.xyz'), [3584, 1536, 1024, 6144])
+    with pytest.raises(ValueError, match='grouping method 1 requested, the file has 1'):
+        model_group_sizes(llzo_md_dir / 'model.xyz', grouping_method=1)
+
+
+def test_read_model_xyz_groups_and_velocities(tmp_path):
+    from ase import Atoms
+
+    atoms = Atoms('Li2O2', positions=np.random.default_rng(2).uniform(0, 4, (4, 3)), cell=[4, 4, 4], pbc=True)
+    atoms.set_velocities(np.full((4, 3), 0.01))
+    write_model_xyz(atoms, tmp_path / 'model.xyz', groups=[np.array([0, 0, 1, 1]), np.array([1, 0, 0, 0])])
+    back, groups = read_model_xyz(tmp_path / 'model.xyz')
+    assert groups.shape == (4, 2)
+    np.testing.assert_allclose(back.get_velocities(), atoms.get_velocities(), rtol=1e-6)
+    np.testing.assert_array_equal(model_group_sizes(tmp_path / 'model.xyz', 1), [3, 1])
+    write_model_xyz(atoms, tmp_path / 'plain.xyz')
+    assert read_model_xyz(tmp_path / 'plain.xyz')[1] is None and model_group_sizes(tmp_path / 'plain.xyz') is None
+    (tmp_path / 'bad.xyz').write_text('two\n')
+    with pytest.raises(ValueError, match='bad.xyz: not a GPUMD model.xyz'):
+        read_model_xyz(tmp_path / 'bad.xyz')
 
 
 def test_species_grouping_first_appearance_and_errors():
@@ -331,8 +428,89 @@ def test_run_in_validation_errors(changes, match):
 
 
 def test_run_in_old_msd_limit():
-    # GPUMD < 5.0 only required Nc <= steps
+    # GPUMD < 5.0 only required Nc <= steps, but Nc > steps // interval leaves no time origin (msd.cu): refused too
     params = dict(RUN_PARAMS, msd=ComputeMsd(100, 20_000), gpumd_version='4.9.1', trajectory=None)
-    assert 'compute_msd 100 20000' in make_run_in(**params)
+    with pytest.raises(MsdTimeOriginsError, match='leaves 0 time origin'):
+        make_run_in(**params)
     with pytest.raises(ValueError, match=r'Nc = 2000000 exceeds'):
         make_run_in(**dict(params, msd=ComputeMsd(1, 2_000_000)))
+
+
+def test_run_in_refuses_too_few_time_origins():
+    # 1,000,000 steps / 100 = 10,000 samples; Nc = 10,000 leaves 1 origin (10,000 - 10,000 + 1), Nc = 5,000 5,001
+    params = dict(RUN_PARAMS, msd=ComputeMsd(100, 10_000, all_groups=0))
+    assert 'compute_msd 100 10000 all_groups 0' in make_run_in(**params)  # GPUMD's own limit: 1 origin
+    with pytest.raises(MsdTimeOriginsError,
+                       match=r'compute_msd 100 10000: 1000000 production steps give 10000 samples, and Nc = 10000 '
+                             r'leaves 1 time origin\(s\).*at least 1000 are required: use Nc <= 9001'):
+        make_run_in(min_time_origins=1000, **params)
+    assert 'compute_msd 100 5000' in make_run_in(min_time_origins=5001, **dict(params, msd=ComputeMsd(100, 5000)))
+    with pytest.raises(MsdTimeOriginsError, match='leaves 5001 time origin'):
+        make_run_in(min_time_origins=5002, **dict(params, msd=ComputeMsd(100, 5000)))
+    assert ComputeMsd(100, 5000).check(1_000_000, min_time_origins=10) == 5001
+    with pytest.raises(ValueError, match='min_time_origins: expected a positive integer'):
+        make_run_in(min_time_origins=0, **params)
+
+
+def test_run_in_dump_restart_and_continuation():
+    lines = make_run_in(**dict(RUN_PARAMS, trajectory=None, dump_restart=50_000)).splitlines()
+    assert lines.count('dump_restart 50000') == 2  # in both runs: dump_* apply to the next run only
+    assert lines.index('dump_restart 50000') < lines.index('run 100000')
+    cont = make_run_in(**dict(RUN_PARAMS, trajectory=None, equilibration_steps=0, initial_velocities=False,
+                              dump_restart=50_000)).splitlines()
+    assert not any(line.startswith('velocity') for line in cont)  # keep model.xyz's (restart.xyz's) velocities
+    assert cont[-3:] == ['dump_restart 50000', 'compute_msd 100 1000 all_groups 0 save_every 100000', 'run 1000000']
+    with pytest.raises(ValueError, match='dump_restart: expected a positive integer'):
+        make_run_in(**dict(RUN_PARAMS, dump_restart=0))
+
+
+# -------------------------------------------------------------------------------------------------- run.in reader
+@pytest.mark.reference
+def test_read_run_in_real_file(llzo_md_dir):
+    (run,) = read_run_in(llzo_md_dir / 'run.in')
+    # potential ../nep.txt / velocity 1000 / ensemble npt_mttk temp 1000 1000 aniso 0 0 /
+    # compute_msd 100 1000 all_groups 0 save_every 100000 / dump_thermo 100 / dump_restart 1000000 / run 1000000
+    assert run.steps == 1_000_000 and run.time_step_fs == 1.0  # no time_step line: GPUMD's default 1 fs
+    assert run.compute_msd == ComputeMsd(100, 1000, all_groups=0, save_every=100_000)
+    assert run.ensemble == ('npt_mttk', 'temp', '1000', '1000', 'aniso', '0', '0')
+    assert (run.velocity, run.dump_thermo, run.dump_restart, run.potentials) == \
+        ((1000.0, None), 100, 1_000_000, ('../nep.txt',))
+    assert run.n_samples == 10_000 and run.n_time_origins == 9001 and run.dt_sample_ps == pytest.approx(0.1)
+    assert run.duration_ps == 1000.0
+    assert msd_run([run]) is run
+
+
+def test_read_run_in_reads_back_make_run_in(tmp_path):
+    text = write_run_in(tmp_path / 'run.in', **dict(RUN_PARAMS, time_step_fs=2.0, dump_restart=1000))
+    equilibration, production = read_run_in(tmp_path / 'run.in')
+    assert read_run_in(text) == [equilibration, production]  # a path or the text
+    assert (equilibration.steps, production.steps) == (100_000, 1_000_000)
+    assert equilibration.compute_msd is None and equilibration.dumps == ()
+    assert production.compute_msd == RUN_PARAMS['msd'] and production.fix == ((0, 3),)
+    assert production.velocity == (1000.0, 7) and production.time_step_fs == 2.0 and production.dump_restart == 1000
+    assert production.dumps == (TrajectoryDump(10_000, 'traj.xyz', group=(0, 0),
+                                               properties=('velocity', 'unwrapped_position', 'group')),)
+    assert production.n_time_origins == 9001 and production.dt_sample_ps == pytest.approx(0.2)
+    assert msd_run([equilibration, production]) is production
+    dev = read_run_in(make_run_in(gpumd_version='dev', **dict(RUN_PARAMS, trajectory=TrajectoryDump(
+        5000, group=(0, 0), precision='double', properties=('unwrapped_position',)))))
+    assert dev[1].dumps == (TrajectoryDump(5000, 'dump.xyz', group=(0, 0), precision='double',
+                                           properties=('unwrapped_position',)),)
+
+
+@pytest.mark.parametrize(
+    ('text', 'match'),
+    [
+        ('time_step fast\nrun 10\n', r'line 1: `time_step fast`: time_step needs a number'),
+        ('# comment\n\ncompute_msd 10\nrun 10\n', r'line 3: `compute_msd 10`: Nc .* must be an integer'),
+        ('compute_msd 10 5 groups 0 0\nrun 10\n', "unrecognised argument 'groups'"),
+        ('compute_msd 10 5 group 0 0 all_groups 0\nrun 10\n', 'cannot be used together'),
+        ('run -5\n', r'line 1: `run -5`: expected run <positive number of steps>'),
+        ('dump_restart 0\nrun 5\n', 'the interval must be positive'),
+    ],
+)
+def test_read_run_in_errors(text, match):
+    with pytest.raises(ValueError, match=match):
+        read_run_in(text)
+    with pytest.raises(ValueError, match='no run has compute_msd'):
+        msd_run(read_run_in('run 10\n'))

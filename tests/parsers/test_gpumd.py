@@ -97,6 +97,14 @@ def test_real_output_parsed_and_d_reproduced(tmp_path, md_dir, llzo_inputs, gene
     fit = fit_diffusion_from_msd_curve(msd.get_array('time'), msd.get_array('msd')[0])
     assert fit.d_cm2_s == pytest.approx(9.667e-6, rel=0.01)
     np.testing.assert_allclose(fit.d_xyz_cm2_s, [9.627e-6, 9.680e-6, 9.693e-6], rtol=0.01)
+    # the statistics for the error model: the file has no header (GPUMD 5.0), so they come from the run's
+    # parameters: 1e6 steps / 100 = 10,000 samples, Nc = 1000 → 9001 time origins (msd.cu); ions per group from the
+    # structure's grouping (the 192-atom cell given here: Li56 La24 Zr16 O96)
+    attributes = msd.base.attributes.all
+    assert attributes['statistics_from'] == 'run parameters'
+    assert (attributes['sample_interval'], attributes['n_correlation'], attributes['n_samples']) == (100, 1000, 10000)
+    assert attributes['n_time_origins'] == 9001
+    assert attributes['num_atoms_per_group'] == [56, 24, 16, 96] and attributes['gpumd_version'] == '5.0'
     performance = results['performance'].get_dict()
     # the log: "version 5.0", "Number of atoms is 12288.", "Speed of this run = 6.68988e+06 atom*step/second.",
     # "Time used for this run = 1836.8 second."
@@ -198,3 +206,119 @@ def test_parse_log_synthetic_two_runs():
     assert log['gpumd_version'] == '5.6' and log['n_atoms'] == 192
     assert log['speed_atom_step_per_s'] == [7.68e5, 7.7e5] and log['n_runs_completed'] == 2
     assert log['total_time_s'] == 27.6 and log['finished']
+
+
+# ------------------------------------------------------------------------------------------------ synthetic runs
+def write_msd_out(path, msd, sample_interval, dt_sample_ps, n_atoms, cell, save_every=None):
+    """msd.out as GPUMD >= 5.6 writes it (io.gpumd.write_msd follows msd.cu's MSD::write), one group (0 0)."""
+    from aiida_sseff.io.gpumd import ComputeMsd, write_msd
+
+    n_correlation = msd.shape[0]
+    sdc = np.zeros_like(msd)
+    sdc[1:] = 0.5 * np.diff(msd, axis=0) / dt_sample_ps
+    Path(path).unlink(missing_ok=True)  # write_msd appends, as GPUMD does
+    write_msd(path, np.arange(n_correlation) * dt_sample_ps, msd[None], sdc[None],
+              compute_msd=ComputeMsd(sample_interval, n_correlation, group=(0, 0), save_every=save_every),
+              num_atoms=n_atoms, num_atoms_per_group=[n_atoms], cell=cell, dt_output_ps=dt_sample_ps)
+
+
+def random_walk(n_frames, n_li=6, n_o=2, step=0.3, seed=0):
+    """Unwrapped positions (n_frames, atoms, 3): Li random walkers of rms step `step` Å per axis, O still."""
+    rng = np.random.default_rng(seed)
+    start = rng.uniform(0, 8, size=(n_li + n_o, 3))
+    steps = rng.normal(scale=step, size=(n_frames, n_li + n_o, 3))
+    steps[:, n_li:] = 0.0
+    return start + np.cumsum(steps, axis=0), ['Li'] * n_li + ['O'] * n_o
+
+
+SYNTHETIC_LOG = ('*                     version 5.6                             *\nNumber of atoms is 8.\n'
+                 'Time used for this run = 1 second.\nSpeed of this run = 8e+03 atom*step/second.\n'
+                 'Time used = 1 s.\nFinished running GPUMD.\n')
+SYNTHETIC_PARAMETERS = {'temperature': 1000, 'time_step_fs': 1.0, 'production_steps': 600, 'dump_thermo': None,
+                        'compute_msd': {'sample_interval': 10, 'n_correlation': 20},
+                        'dump': {'interval': 10, 'properties': ['unwrapped_position']}}
+
+
+@pytest.fixture
+def synthetic_run(tmp_path):
+    """A run of 600 steps sampled every 10 (60 samples, Nc = 20 → 41 origins): msd.out from GPUMD's algorithm on
+    a random walk, and the dump of the same unwrapped positions (dump_xyz ... unwrapped_position)."""
+    from ase import Atoms
+    from ase.io import write
+
+    from aiida_sseff.analysis.gpumd_msd import gpumd_msd
+
+    positions, symbols = random_walk(60)
+    cell = np.diag([8.0, 8.0, 8.0])
+    folder = tmp_path / 'run'
+    folder.mkdir()
+    msd = gpumd_msd(positions[:, :6], 20, 0.01).msd[0]
+    write_msd_out(folder / 'msd.out', msd, 10, 0.01, 6, cell)
+    frames = []
+    for frame in positions:
+        atoms = Atoms(symbols, positions=frame % 8.0, cell=cell, pbc=True)
+        atoms.new_array('unwrapped_position', frame)
+        frames.append(atoms)
+    write(folder / 'dump.xyz', frames, format='extxyz')
+    (folder / 'log').write_text(SYNTHETIC_LOG)
+    (folder / 'gpumd.err').write_text('')
+    structure = orm.StructureData(ase=Atoms(symbols, positions=positions[0] % 8.0, cell=cell, pbc=True))
+    return folder, structure, positions, msd
+
+
+def test_unwrapped_dump_checked_against_msd_out(synthetic_run, generate_calc_job_node):
+    """The dump's MSD, by GPUMD's ring-buffer algorithm, equals msd.out (both %g-printed: within 1e-4); the
+    trajectory is an output; the statistics come from the header (41 origins, 6 ions)."""
+    folder, structure, positions, _ = synthetic_run
+    node = generate_calc_job_node(folder, SYNTHETIC_PARAMETERS, structure=structure, mobile_species=orm.Str('Li'))
+    results, calcfunction = GpumdParser.parse_from_node(node, store_provenance=False)
+    assert calcfunction.is_finished_ok, calcfunction.exit_message
+    check = results['msd_check'].get_dict()
+    assert check['checked'] and check['consistent'] and check['max_relative_deviation'] < 1e-4
+    attributes = results['msd'].base.attributes.all
+    assert attributes['statistics_from'] == 'msd.out header' and attributes['n_time_origins'] == 41
+    assert attributes['num_atoms_per_group'] == [6] and attributes['gpumd_version'] == '5.6'
+    trajectory = results['trajectory']
+    np.testing.assert_allclose(trajectory.get_array('positions'), positions, atol=1e-6)
+    # frame k after (k + 1) × 10 steps of 1 fs
+    np.testing.assert_allclose(trajectory.get_array('times')[:2], [0.01, 0.02])
+
+
+def test_msd_out_inconsistent_with_the_dump_is_exit_403(synthetic_run, generate_calc_job_node):
+    """msd.out 5 % above the dump's MSD (as with GPUMD's unwrapped-position bug): exit 403, the numbers in msd_check."""
+    folder, structure, _, msd = synthetic_run
+    write_msd_out(folder / 'msd.out', 1.05 * msd, 10, 0.01, 6, np.diag([8.0] * 3))
+    node = generate_calc_job_node(folder, SYNTHETIC_PARAMETERS, structure=structure, mobile_species=orm.Str('Li'))
+    results, calcfunction = GpumdParser.parse_from_node(node, store_provenance=False)
+    assert calcfunction.exit_status == GpumdCalculation.exit_codes.ERROR_MSD_INCONSISTENT.status
+    assert results['msd_check']['max_relative_deviation'] == pytest.approx(0.05, rel=0.05)
+
+
+def test_run_stopped_early_keeps_restart_and_saved_msd(synthetic_run, generate_calc_job_node):
+    """No 'Finished running GPUMD' (wall time): restart.xyz and the last msd_step<n>.out become outputs, with the
+    statistics of n steps (400 steps / 10 = 40 samples, Nc = 20 → 21 origins); exit 400 all the same."""
+    from aiida_sseff.analysis.gpumd_msd import gpumd_msd
+
+    folder, structure, positions, _ = synthetic_run
+    (folder / 'msd.out').unlink()
+    (folder / 'log').write_text(SYNTHETIC_LOG.split('Time used for')[0])
+    for step in (200, 400):
+        partial = gpumd_msd(positions[: step // 10, :6], 20, 0.01).msd[0]
+        write_msd_out(folder / f'msd_step{step}.out', partial, 10, 0.01, 6, np.diag([8.0] * 3), save_every=200)
+    (folder / 'restart.xyz').write_text('8\npbc="T T T" Lattice="8 0 0 0 8 0 0 0 8" '
+                                        'Properties=species:S:1:pos:R:3:mass:R:1:vel:R:3:group:I:1\n' + ''.join(
+                                            'Li 1 1 1 6.94 0 0 0 0\n' for _ in range(8)))
+    parameters = dict(SYNTHETIC_PARAMETERS, dump_restart=200)
+    node = generate_calc_job_node(folder, parameters, structure=structure, mobile_species=orm.Str('Li'))
+    results, calcfunction = GpumdParser.parse_from_node(node, store_provenance=False)
+    assert calcfunction.exit_status == GpumdCalculation.exit_codes.ERROR_MD_INCOMPLETE.status
+    assert 'restart.xyz and the MSD of the first 400 production steps saved' in calcfunction.exit_message
+    attributes = results['msd'].base.attributes.all
+    assert attributes['steps_completed'] == 400 and attributes['n_time_origins'] == 21
+    assert results['restart'].get_content().startswith('8\n')
+    # without the restart file there is nothing to continue from
+    (folder / 'restart.xyz').unlink()
+    node = generate_calc_job_node(folder, parameters, structure=structure, mobile_species=orm.Str('Li'))
+    results, calcfunction = GpumdParser.parse_from_node(node, store_provenance=False)
+    assert calcfunction.exit_status == GpumdCalculation.exit_codes.ERROR_MD_INCOMPLETE.status
+    assert 'restart' not in results and 'msd' not in results

@@ -164,3 +164,67 @@ def test_cp2k_labels_two_cells(aiida_profile, cp2k_code):
     # both cells are compressed relative to experiment (LiF 3.95 < 4.03 Å, Li2O 4.50 < 4.61 Å): negative ASE stress
     for atoms in labelled.get_ase():
         assert np.trace(atoms.get_stress(voigt=False)) < 0
+
+
+# --- the surrogate reference in the provenance graph ------------------------------------------------------------------
+def datasets_labelled_by(reference_sha256: str) -> list:
+    """The docs' QueryBuilder recipe (docs/user/labelling.md): the final datasets of sseff.label that one reference
+    labelled, found from the sha256 of its weights."""
+    from aiida_sseff.data.reference import SurrogateReference
+
+    query = orm.QueryBuilder()
+    query.append(SurrogateReference, filters={'attributes.weights_sha256': reference_sha256}, tag='reference')
+    query.append(orm.CalcFunctionNode, with_incoming='reference', filters={'attributes.process_label':
+                                                                           'collect_batches'}, tag='merge')
+    query.append(LabelledDataset, with_incoming='merge', edge_filters={'label': 'dataset'}, project='uuid')
+    return sorted(query.all(flat=True))
+
+
+@pytest.mark.slow
+def test_reference_is_a_node_linked_to_every_dataset_it_labelled(aiida_profile, engine_code):
+    """CHGNet as a node: package, version and the sha256 of the checkpoint its calculator loads (the file named in
+    chgnet.model.model.CHGNet.load for 0.3.0); the same node for two labellings, an input of every job; a query
+    from it finds exactly the datasets it labelled, not those of another reference (EMT)."""
+    import hashlib
+    import importlib.metadata
+    from pathlib import Path
+
+    import chgnet
+
+    weights = Path(chgnet.__file__).parent / 'pretrained' / '0.3.0' / 'chgnet_0.3.0_e29f68s314m37.pth.tar'
+    sha256 = hashlib.sha256(weights.read_bytes()).hexdigest()
+    runs = []
+    for structures, calculator in (([lif()], 'chgnet'), ([li2o(rattle=0.05)], 'chgnet'),
+                                   ([bulk('Cu', 'fcc', a=3.6)], 'emt')):
+        builder = LabellingWorkChain.get_builder_from_protocol(
+            engine_code, unlabelled(*structures), labeller='surrogate',
+            overrides={'surrogate': {'calculator': {'kind': calculator}}})
+        results, node = run_get_node(builder)
+        assert node.is_finished_ok, node.exit_message
+        runs.append((results, node))
+    (first, first_node), (second, _), (emt, _) = runs
+    reference = first['reference']
+    assert (reference.kind, reference.package, reference.model_name) == ('chgnet', 'chgnet', 'CHGNet 0.3.0')
+    assert reference.version == importlib.metadata.version('chgnet')
+    assert reference.weights_sha256 == sha256
+    assert second['reference'].uuid == reference.uuid  # one node per reference
+    assert emt['reference'].uuid != reference.uuid and emt['reference'].weights_sha256 is None
+    jobs = [n for n in first_node.called if n.process_label == 'EngineLabelCalculation']
+    assert jobs and all(job.inputs.reference.uuid == reference.uuid for job in jobs)
+    assert datasets_labelled_by(sha256) == sorted([first['dataset'].uuid, second['dataset'].uuid])
+
+
+def test_labelling_job_refuses_a_reference_of_another_model(aiida_profile, engine_code):
+    from aiida_sseff.calculations.engine import EngineLabelCalculation
+    from aiida_sseff.data.reference import SurrogateReference
+
+    emt = SurrogateReference.get_or_create({'kind': 'emt'})
+    assert SurrogateReference.get_or_create({'kind': 'emt'}).uuid == emt.uuid
+    builder = EngineLabelCalculation.get_builder()
+    builder.code = engine_code
+    builder.structures = unlabelled(lif())
+    builder.calculator = orm.Dict({'kind': 'chgnet'})
+    builder.reference = emt
+    with pytest.raises(ValueError, match=r'reference <\d+>: the reference is of kind `emt`, the calculator kind is '
+                                         '`chgnet`'):
+        run_get_node(builder)

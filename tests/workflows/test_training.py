@@ -17,7 +17,7 @@ from aiida_sseff.workflows.training import (
     NepTrainBaseWorkChain,
     NepTrainingWorkChain,
     evaluate_nep_model,
-    split_dataset,
+    split_train_validation_test,
     summarise_replicas,
 )
 
@@ -100,14 +100,22 @@ def test_protocols(neppo_code, small_set):
 # ------------------------------------------------------------------------------------------------ calcfunctions
 
 
-def test_split_and_summary(aiida_profile):
+def test_three_way_split_and_summary(aiida_profile):
+    """train / validation (picks the replica) / test (reported): disjoint, together the whole set, seeded."""
     dataset = LabelledDataset(cu_al_structures(10))
-    split = split_dataset(dataset, orm.Float(0.2), orm.Int(3))
-    assert split['train'].n_structures == 8 and split['validation'].n_structures == 2
+    split = split_train_validation_test(dataset, orm.Float(0.2), orm.Float(0.3), orm.Int(3))
+    sizes = {name: node.n_structures for name, node in split.items()}
+    assert sizes == {'train': 5, 'validation': 2, 'test': 3}
+    keys = {name: {round(a.get_potential_energy(), 10) for a in node.get_ase()} for name, node in split.items()}
+    assert not keys['validation'] & keys['test'] and not keys['train'] & (keys['validation'] | keys['test'])
     energies = sorted(a.get_potential_energy() for s in split.values() for a in s.get_ase())
     np.testing.assert_allclose(energies, sorted(a.get_potential_energy() for a in dataset.get_ase()))
-    again = split_dataset(dataset, orm.Float(0.2), orm.Int(3))
-    assert again['validation'].sha256 == split['validation'].sha256  # seeded
+    again = split_train_validation_test(dataset, orm.Float(0.2), orm.Float(0.3), orm.Int(3))
+    assert again['validation'].sha256 == split['validation'].sha256 and again['test'].sha256 == split['test'].sha256
+    only_test = split_train_validation_test(dataset, orm.Float(0.0), orm.Float(0.1), orm.Int(3))
+    assert set(only_test) == {'train', 'test'} and only_test['test'].n_structures == 1
+    with pytest.raises(ValueError, match='at least one must be left for training'):
+        split_train_validation_test(LabelledDataset(cu_al_structures(2)), orm.Float(0.1), orm.Float(0.1), orm.Int(1))
 
     metrics = {f'replica_{i:02d}': orm.Dict({'energy_mev_per_atom': e, 'force_mev_per_angstrom': f,
                                              'virial_mev_per_atom': None, 'stress_gpa': 0.1, 'n_structures': 2,
@@ -119,6 +127,15 @@ def test_split_and_summary(aiida_profile):
     assert summary['energy_mev_per_atom']['std'] == pytest.approx(1.0)
     assert summary['virial_mev_per_atom'] is None and summary['best_replica'] == 'replica_01'
     assert summary['force_per_element_mev_per_angstrom']['Cu']['mean'] == pytest.approx(99.0)
+    # the test-set summary names the replica chosen on the validation set, not its own lowest
+    assert summarise_replicas(chosen=orm.Str('replica_02'), **metrics)['best_replica'] == 'replica_02'
+
+
+def test_training_refuses_a_set_too_small_to_split(neppo_code, aiida_profile):
+    builder = NepTrainingWorkChain.get_builder_from_protocol(neppo_code, LabelledDataset(cu_al_structures(2)),
+                                                             protocol='fast')
+    with pytest.raises(ValueError, match='dataset of 2 structure.*cannot give validation and test'):
+        run_get_node(builder)
 
 
 @pytest.mark.reference
@@ -166,32 +183,41 @@ def test_base_workchain_stops_when_loss_does_not_decrease(neppo_code, aiida_prof
 def test_two_replica_fast_training(neppo_code, small_set):
     """The `fast` protocol with 40 steps on 6 LLZO structures (or 8 EMT cells), 2 replicas in parallel.
 
-    The held-out set is also test.xyz of both trainings, so the calcfunction's CPUNEP errors on it must equal the
-    errors neppo wrote to *_test.out (1e-3 relative: float32 PyTorch against float64 C++)."""
+    The validation set is test.xyz of both trainings, so the calcfunction's CPUNEP errors on it must equal the
+    errors neppo wrote to *_test.out (1e-3 relative: float32 PyTorch against float64 C++). It picks the best replica;
+    the errors reported as held-out are those on the test set, which neither the trainer nor the choice saw."""
     builder = NepTrainingWorkChain.get_builder_from_protocol(
         neppo_code, small_set, protocol='fast',
         overrides={'parameters': {'generation': 40}, 'program_parameters': {'neppo': {'output_interval': 20}}})
     results, node = run_get_node(builder)
     assert node.is_finished_ok, (node.exit_status, node.exit_message)
-    assert results['validation_dataset'].n_structures == 1 and results['train_dataset'].n_structures == 5
+    # 0.15 of 6 rounds to 1 validation and 1 test structure (training.yaml)
+    assert results['validation_dataset'].n_structures == 1 and results['test_dataset'].n_structures == 1
+    assert results['train_dataset'].n_structures == 4
+    assert results['validation_dataset'].sha256 != results['test_dataset'].sha256
     replicas = results['replicas']
     assert set(replicas) == {'replica_00', 'replica_01'}
-    seeds = {node.inputs.nep.seed.value for node in node.called if isinstance(node, orm.WorkflowNode)
-             and 'nep' in node.inputs}
-    assert seeds == {1, 2}
+    calls = [n for n in node.called if isinstance(n, orm.WorkflowNode) and 'nep' in n.inputs]
+    assert {n.inputs.nep.seed.value for n in calls} == {1, 2}
+    assert {n.inputs.nep.test.uuid for n in calls} == {results['validation_dataset'].uuid}  # never the test set
     models = {replicas[label]['model'].sha256 for label in replicas}
     assert len(models) == 2  # different seeds, different models
-    forces = []
+    validation, test = {}, {}
     for label in replicas:
-        metrics = replicas[label]['metrics'].get_dict()
+        metrics = replicas[label]['validation_metrics'].get_dict()
         training = replicas[label]['training'].get_dict()
         assert metrics['force_mev_per_angstrom'] == pytest.approx(
             training['recomputed']['test']['force_mev_per_angstrom'], rel=1e-3)
         assert metrics['energy_mev_per_atom'] == pytest.approx(
             training['recomputed']['test']['energy_mev_per_atom'], rel=1e-3, abs=1e-3)
-        forces.append(metrics['force_mev_per_angstrom'])
+        validation[label] = metrics['force_mev_per_angstrom']
+        test[label] = replicas[label]['test_metrics']['force_mev_per_angstrom']
+    best = min(validation, key=validation.get)
     summary = results['summary'].get_dict()
-    assert summary['force_mev_per_angstrom']['mean'] == pytest.approx(np.mean(forces))
-    assert summary['force_mev_per_angstrom']['std'] == pytest.approx(np.std(forces, ddof=1))
-    assert results['metrics']['force_mev_per_angstrom'] == pytest.approx(min(forces))
+    assert summary['best_replica'] == best == results['validation_summary']['best_replica']
+    assert results['model'].uuid == replicas[best]['model'].uuid
+    assert results['validation_metrics']['force_mev_per_angstrom'] == pytest.approx(validation[best])
+    assert results['test_metrics']['force_mev_per_angstrom'] == pytest.approx(test[best])
+    assert summary['force_mev_per_angstrom']['mean'] == pytest.approx(np.mean(list(test.values())))
+    assert summary['force_mev_per_angstrom']['std'] == pytest.approx(np.std(list(test.values()), ddof=1))
     assert set(summary['force_per_element_mev_per_angstrom']) == set(small_set.elements)

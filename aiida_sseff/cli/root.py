@@ -1,0 +1,41 @@
+"""The ``aiida-sseff`` root command and its command groups, in one module that imports nothing of aiida-sseff.
+
+Every ``cmd_*`` module adds its commands to these groups (``from aiida_sseff.cli.root import cmd_root, cmd_show``);
+:mod:`aiida_sseff.cli` imports the ``cmd_*`` modules so that they register. No module of the CLI imports another
+``cmd_*`` module for its group, so there is no import cycle (``tests/cli/test_cli_docs.py`` imports each alone).
+"""
+
+from __future__ import annotations
+
+import click
+from aiida.cmdline.groups import VerdiCommandGroup
+from aiida.cmdline.params import options, types
+
+__all__ = ('cmd_analyze', 'cmd_plot', 'cmd_root', 'cmd_sample', 'cmd_show')
+
+
+@click.group('aiida-sseff', cls=VerdiCommandGroup, context_settings={'help_option_names': ['-h', '--help']})
+@options.VERBOSITY()
+@options.PROFILE(type=types.ProfileParamType(load_profile=True), expose_value=False)
+def cmd_root():
+    """aiida-sseff: machine-learning force fields for solid-state electrolytes, with provenance."""
+
+
+@cmd_root.group('show')
+def cmd_show():
+    """Summarise a finished workflow (use --help on each)."""
+
+
+@cmd_root.group('analyze')
+def cmd_analyze():
+    """Analyse GPUMD / nep / neppo output files directly, without a profile (use --help on each)."""
+
+
+@cmd_root.group('plot')
+def cmd_plot():
+    """Plot stored results (use --help on each)."""
+
+
+@cmd_root.group('sample')
+def cmd_sample():
+    """Select structures by farthest-point sampling (files in, files out; no profile needed)."""
