@@ -7,6 +7,7 @@ The files are read by :mod:`aiida_sseff.io.mace`. Parity data have the form of `
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -81,7 +82,12 @@ class MaceTrainParser(Parser):
             if names['model'] not in retrieved:
                 return self.exit_codes.ERROR_MISSING_OUTPUT.format(filename=names['model'], message=hint)
             try:
-                model = MaceModel(directory / names['model'], filename=names['model'])
+                # mace-torch pickles whole modules (e3nn's torch.fx code-generated GraphModules among them), which no
+                # weights-only load rebuilds; this file was written by mace_run_train in the job whose outputs these
+                # are, so it is read as a full pickle. Files from elsewhere stay weights-only (model import).
+                with warnings.catch_warnings():
+                    warnings.simplefilter('ignore', UserWarning)
+                    model = MaceModel(directory / names['model'], filename=names['model'], allow_pickle=True)
             except ModelFileError as exception:
                 return self.exit_codes.ERROR_INVALID_MODEL.format(message=str(exception))
             compiled = None
