@@ -163,6 +163,9 @@ class MaceModel(_ModelFile):
         return self.base.attributes.get('r_max', None)
 
     def get_calculator(self, device: str = 'cpu', default_dtype: str = 'float64'):
+        from aiida_sseff.compat import import_mace
+
+        import_mace()
         from mace.calculators import MACECalculator
 
         directory = Path(tempfile.mkdtemp(prefix='sseff-mace-'))
@@ -243,6 +246,10 @@ def read_mace_attributes(path: str | Path, allow_pickle: bool = False) -> dict:
     try:
         import torch  # noqa: F401
         from ase.data import chemical_symbols
+
+        from aiida_sseff.compat import import_mace
+
+        import_mace()  # unpickling the module imports mace and e3nn: through the torch 2.13 fix
     except ImportError:
         return {}
     try:

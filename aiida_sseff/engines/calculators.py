@@ -60,7 +60,17 @@ def model_elements(spec: dict, directory: str | Path = '.') -> list[str] | None:
         from ase.data import chemical_symbols
 
         return list(chemical_symbols[1 : CHGNET_MAX_Z + 1])
-    return None  # MACE: checked after loading, from the model's z table
+    if kind == 'mace':
+        import torch
+        from ase.data import chemical_symbols
+
+        from aiida_sseff.compat import import_mace
+
+        import_mace()
+        # a MACE model file is a pickled torch module; its z table is `atomic_numbers`
+        model = torch.load(str(Path(directory) / spec['model']), map_location='cpu', weights_only=False)
+        return [chemical_symbols[int(z)] for z in model.atomic_numbers]
+    return None
 
 
 def check_elements(symbols, spec: dict, directory: str | Path = '.') -> None:
@@ -93,6 +103,9 @@ def make_calculator(spec: dict, directory: str | Path = '.'):
 
         return CPUNEP(str(directory / spec['model']))
     if kind == 'mace':
+        from aiida_sseff.compat import import_mace
+
+        import_mace()  # the torch 2.13 / e3nn import fix, before any mace import
         from mace.calculators import MACECalculator
 
         return MACECalculator(
