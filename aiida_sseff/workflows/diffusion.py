@@ -942,6 +942,13 @@ class DiffusionWorkChain(ProtocolMixin, WorkChain):
             result = out['result']
             self.report(f'{label}: D = {result["D_cm2_s"]:.3e} ± {result["D_err_cm2_s"] or float("nan"):.1e} cm²/s, '
                         f'MSD at fit end {result["msd_end_A2"]:.2f} Å²')
+            change = result['volume_A3'] / self.ctx.structure.get_cell_volume() - 1.0
+            if abs(change) > 0.1:
+                # an NPT-equilibrated volume this far from the input cell's says more about the model's equation of
+                # state than about the electrolyte (seen with a 24-structure NEP: +40 %); D depends strongly on it
+                self.report(f'warning: {label}: the MD volume is {100 * change:+.0f} % from the input cell '
+                            f'({result["volume_A3"]:.0f} vs {self.ctx.structure.get_cell_volume():.0f} Å³): check '
+                            'the model (is its equation of state trained?) or run at the input volume (md.volume)')
             if result.get('pressure_warning'):
                 self.report(f'warning: {label}: mean production pressure {result["pressure_mean_GPa"]:.2f} GPa, '
                             f'beyond ±{_analysis_options(self.ctx.analysis.get_dict())["max_abs_pressure_GPa"]:g} '
