@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,41 +23,8 @@ REFERENCE = Path(__file__).resolve().parents[2] / '..' / 'shared' / 'reference'
 LLZO = REFERENCE / 'llzo'
 
 
-def cu_al_structures(n: int, seed: int = 0):
-    """EMT-labelled rattled and strained 32-atom Cu/Al fcc cells (7.3 Å wide, thinner than 2 x 5 Å)."""
-    from ase.build import bulk
-    from ase.calculators.emt import EMT
-    from ase.calculators.singlepoint import SinglePointCalculator
-
-    rng = np.random.default_rng(seed)
-    structures = []
-    for k in range(n):
-        atoms = bulk('Cu', 'fcc', a=3.65, cubic=True).repeat(2)
-        atoms.symbols[rng.choice(len(atoms), size=8 + k % 6, replace=False)] = 'Al'
-        atoms.set_cell(atoms.cell * (1 + 0.01 * (k % 5 - 2)), scale_atoms=True)
-        atoms.rattle(0.08, seed=seed * 100 + k)
-        atoms.calc = EMT()
-        results = {'energy': atoms.get_potential_energy(), 'forces': atoms.get_forces(), 'stress': atoms.get_stress()}
-        atoms.calc = SinglePointCalculator(atoms, **results)
-        structures.append(atoms)
-    return structures
-
-
-@pytest.fixture
-def neppo_code(aiida_code_installed, aiida_localhost):
-    executable = Path(sys.executable).parent / 'neppo'
-    if not executable.exists():
-        executable = shutil.which('neppo')
-        if executable is None:
-            pytest.skip('neppo is not installed')
-    aiida_localhost.set_minimum_job_poll_interval(0.0)
-    return aiida_code_installed(label='neppo', default_calc_job_plugin='sseff.nep.train',
-                                filepath_executable=str(executable),
-                                prepend_text='export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}')
-
-
 @pytest.fixture(scope='module')
-def small_set(aiida_profile):
+def small_set(aiida_profile, cu_al_structures):
     """The LLZO reference set's first 6 structures (192 atoms, DFT labels), else 8 EMT Cu/Al cells."""
     from aiida_sseff.io.extxyz import read_train_xyz
 
@@ -100,7 +65,7 @@ def test_protocols(neppo_code, small_set):
 # ------------------------------------------------------------------------------------------------ calcfunctions
 
 
-def test_three_way_split_and_summary(aiida_profile):
+def test_three_way_split_and_summary(aiida_profile, cu_al_structures):
     """train / validation (picks the replica) / test (reported): disjoint, together the whole set, seeded."""
     dataset = LabelledDataset(cu_al_structures(10))
     split = split_train_validation_test(dataset, orm.Float(0.2), orm.Float(0.3), orm.Int(3))
@@ -131,7 +96,7 @@ def test_three_way_split_and_summary(aiida_profile):
     assert summarise_replicas(chosen=orm.Str('replica_02'), **metrics)['best_replica'] == 'replica_02'
 
 
-def test_training_refuses_a_set_too_small_to_split(neppo_code, aiida_profile):
+def test_training_refuses_a_set_too_small_to_split(neppo_code, aiida_profile, cu_al_structures):
     builder = NepTrainingWorkChain.get_builder_from_protocol(neppo_code, LabelledDataset(cu_al_structures(2)),
                                                              protocol='fast')
     with pytest.raises(ValueError, match='dataset of 2 structure.*cannot give validation and test'):
@@ -166,7 +131,7 @@ def test_evaluate_reference_model_reproduces_gpumd(aiida_profile):
 
 
 @pytest.mark.slow
-def test_base_workchain_stops_when_loss_does_not_decrease(neppo_code, aiida_profile):
+def test_base_workchain_stops_when_loss_does_not_decrease(neppo_code, aiida_profile, cu_al_structures):
     """A learning rate of 1e-9 leaves the model where it started: the CalcJob exits 411 and the base work chain
     stops with its own 411 instead of restarting."""
     train = LabelledDataset(cu_al_structures(3))
