@@ -14,6 +14,8 @@ from aiida_sseff.cli.root import cmd_root
 ENGINE_CODE_LABEL = 'sseff-engine'
 NEPPO_CODE_LABEL = 'neppo'
 CP2K_CODE_LABEL = 'cp2k'
+MACE_CODE_LABEL = 'sseff-mace'
+LAMMPS_CODE_LABEL = 'lammps'
 # CP2K's OpenMP threads per job; several single points run side by side (sseff.label batch_size)
 CP2K_PREPEND = 'export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}'
 # One thread per engine job: several MD jobs run side by side on a small machine, and torch/OpenMP would otherwise
@@ -111,15 +113,51 @@ def ensure_engine_code(computer, label: str = ENGINE_CODE_LABEL):
                                  'aiida-sseff CPU engine: ASE MD and single points with CHGNet/NEP/MACE', ENGINE_PREPEND)
 
 
+def _ensure_optional_code(computer, label: str, names: tuple[str, ...], hint: str, plugin: str, description: str,
+                          prepend: str = ENGINE_PREPEND, needs_plugin: bool = False):
+    """A code for the first of ``names`` found (this environment, then the PATH), or None with the reason printed
+    when the program (or, with ``needs_plugin``, its AiiDA plugin) is not installed."""
+    if needs_plugin:
+        from aiida.plugins import CalculationFactory
+        from aiida.common.exceptions import MissingEntryPointError
+
+        try:
+            CalculationFactory(plugin)
+        except MissingEntryPointError:
+            click.echo(f'Skipping the {label} code: the AiiDA plugin `{plugin}` is not installed ({hint})')
+            return None
+    for name in names:
+        try:
+            executable = _executable(name, hint)
+        except click.ClickException:
+            continue
+        return ensure_installed_code(computer, label, executable, plugin, description, prepend)
+    click.echo(f'Skipping the {label} code: none of {", ".join(names)} is on the PATH ({hint})')
+    return None
+
+
 def ensure_neppo_code(computer, label: str = NEPPO_CODE_LABEL):
     """``neppo`` (NEP training by gradient descent, CPU or GPU), when installed (the `neppo` extra)."""
+    return _ensure_optional_code(computer, label, ('neppo',), "install the 'neppo' extra", 'sseff.nep.train',
+                                 'neppo: NEP training with PyTorch (same files as GPUMD nep)')
+
+
+def ensure_mace_code(computer, label: str = MACE_CODE_LABEL):
+    """``aiida-sseff-mace`` (mace_run_train with the torch 2.13 e3nn fix), when mace-torch is installed."""
     try:
-        executable = _executable('neppo', "install the 'neppo' extra")
-    except click.ClickException as exception:
-        click.echo(f'Skipping the neppo code: {exception.message}')
+        import mace  # noqa: F401 - only whether it is installed
+    except ImportError:
+        click.echo("Skipping the sseff-mace code: mace-torch is not installed (the 'mace' extra)")
         return None
-    return ensure_installed_code(computer, label, executable, 'sseff.nep.train',
-                                 'neppo: NEP training with PyTorch (same files as GPUMD nep)', ENGINE_PREPEND)
+    return _ensure_optional_code(computer, label, ('aiida-sseff-mace',), 'install aiida-sseff first',
+                                 'sseff.mace.train', 'mace_run_train (mace-torch) for sseff.mace.train')
+
+
+def ensure_lammps_code(computer, label: str = LAMMPS_CODE_LABEL):
+    """LAMMPS (``lmp``, Debian's package) for aiida-lammps' ``lammps.base``: the classical baseline."""
+    return _ensure_optional_code(computer, label, ('lmp', 'lmp_serial', 'lmp_mpi'),
+                                 "install the 'lammps' extra and LAMMPS (Debian: apt install lammps)", 'lammps.base',
+                                 'LAMMPS: the classical Buckingham + Coulomb baseline', needs_plugin=True)
 
 
 def find_cp2k() -> tuple[str | None, str]:
@@ -152,10 +190,11 @@ def ensure_cp2k_code(computer, label: str = CP2K_CODE_LABEL):
               help='Profile to create (SQLite + ZeroMQ, no services) or to reuse if it exists.')
 @click.option('--email', default='user@aiida-sseff.local', show_default=True, help='Email of the default user.')
 def cmd_setup(profile_name, email):
-    """Create or reuse a profile, its localhost computer and the codes found here (engine, neppo, cp2k). Idempotent."""
+    """Create or reuse a profile, its localhost computer and the codes found here (engine, neppo, cp2k, MACE,
+    LAMMPS). Idempotent."""
     profile = ensure_profile(profile_name, email)
     computer = ensure_localhost()
-    codes = [code for code in (ensure_engine_code(computer), ensure_neppo_code(computer), ensure_cp2k_code(computer))
-             if code is not None]
+    codes = [code for code in (ensure_engine_code(computer), ensure_neppo_code(computer), ensure_cp2k_code(computer),
+                               ensure_mace_code(computer), ensure_lammps_code(computer)) if code is not None]
     labels = ', '.join(f'`{code.full_label}`' for code in codes)
     click.echo(f'Ready: profile `{profile.name}`, computer `{computer.label}`, codes {labels}')

@@ -17,9 +17,10 @@ from __future__ import annotations
 import numpy as np
 from aiida import orm
 from aiida.common import AttributeDict
-from aiida.engine import BaseRestartWorkChain, ProcessHandlerReport, calcfunction, process_handler, while_
+from aiida.engine import ProcessHandlerReport, calcfunction, process_handler
 
 from aiida_sseff.calculations.gpumd import GpumdCalculation
+from aiida_sseff.workflows.restart import SseffBaseRestartWorkChain
 
 __all__ = ['GpumdBaseWorkChain', 'combine_msd_segments', 'halved_time_step', 'restart_interval']
 
@@ -94,7 +95,7 @@ def combine_msd_segments(**segments: orm.ArrayData) -> orm.ArrayData:
     return node
 
 
-class GpumdBaseWorkChain(BaseRestartWorkChain):
+class GpumdBaseWorkChain(SseffBaseRestartWorkChain):
     """Run a :class:`~aiida_sseff.calculations.gpumd.GpumdCalculation`, continuing after a wall-time stop from
     GPUMD's ``restart.xyz`` and halving the time step once for an unstable run."""
 
@@ -110,14 +111,6 @@ class GpumdBaseWorkChain(BaseRestartWorkChain):
         super().define(spec)
         spec.expose_inputs(GpumdCalculation, namespace='gpumd')
         spec.expose_outputs(GpumdCalculation)
-        spec.outline(
-            cls.setup,
-            while_(cls.should_run_process)(
-                cls.run_process,
-                cls.inspect_process,
-            ),
-            cls.results,
-        )
         spec.exit_code(310, 'ERROR_NO_RESTART_FILE',
                        message='GPUMD stopped before its first restart file with a saved MSD (Nc samples into the '
                                'production run): raise the wall time (metadata.options.max_wallclock_seconds).')
@@ -152,12 +145,6 @@ class GpumdBaseWorkChain(BaseRestartWorkChain):
         self.report(f'work chain completed after {self.ctx.iteration} iterations; the MSD of {len(segments)} '
                     f'segments combined, time origins {combined.base.attributes.get("n_time_origins")}')
         return None
-
-    def report_error_handled(self, node, action: str) -> None:
-        """aiida-quantumespresso's report of a handled failure: what failed, and what is done about it."""
-        self.report(f'{node.process_label}<{node.pk}> failed with exit status {node.exit_status}: '
-                    f'{node.exit_message}')
-        self.report(f'Action taken: {action}')
 
     @process_handler(priority=600, exit_codes=[GpumdCalculation.exit_codes.ERROR_MD_INCOMPLETE])
     def handle_walltime(self, node):

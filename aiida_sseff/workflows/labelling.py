@@ -20,7 +20,6 @@ import numpy as np
 from aiida import orm
 from aiida.common import AttributeDict
 from aiida.engine import (
-    BaseRestartWorkChain,
     ProcessHandlerReport,
     ToContext,
     WorkChain,
@@ -38,6 +37,7 @@ from aiida_sseff.io import cp2k as cp2k_io
 from aiida_sseff.io.structures import attach_labels
 from aiida_sseff.protocols.utils import ProtocolMixin
 from aiida_sseff.units import KBAR_IN_EV_PER_A3
+from aiida_sseff.workflows.restart import SseffBaseRestartWorkChain
 
 try:  # aiida-vasp is the optional extra `vasp` of aiida-sseff
     from aiida_vasp.workchains.v2.vasp import VaspWorkChain
@@ -53,7 +53,7 @@ LABELLERS = ('cp2k', 'vasp', 'surrogate')
 # --------------------------------------------------------------------------------------------------------------------
 # CP2K restart wrapper
 # --------------------------------------------------------------------------------------------------------------------
-class Cp2kBaseWorkChain(BaseRestartWorkChain):
+class Cp2kBaseWorkChain(SseffBaseRestartWorkChain):
     """Run a :class:`Cp2kCalculation`, restarting it when the SCF does not converge or the walltime is reached."""
 
     _process_class = Cp2kCalculation
@@ -69,11 +69,6 @@ class Cp2kBaseWorkChain(BaseRestartWorkChain):
     def define(cls, spec):
         super().define(spec)
         spec.expose_inputs(Cp2kCalculation, namespace='cp2k')
-        spec.outline(
-            cls.setup,
-            while_(cls.should_run_process)(cls.run_process, cls.inspect_process),
-            cls.results,
-        )
         spec.expose_outputs(Cp2kCalculation)
         spec.exit_code(300, 'ERROR_UNRECOVERABLE_FAILURE',
                        message='The calculation failed with an error no handler can fix: {message}')
@@ -83,11 +78,6 @@ class Cp2kBaseWorkChain(BaseRestartWorkChain):
         self.ctx.inputs = AttributeDict(self.exposed_inputs(Cp2kCalculation, 'cp2k'))
         self.ctx.inputs.parameters = cp2k_io.validate_parameters(self.ctx.inputs.parameters.get_dict())
         self.ctx.scf_failures = 0
-
-    def report_error_handled(self, node, action: str) -> None:
-        self.report(f'{node.process_label}<{node.pk}> failed with exit status {node.exit_status}: '
-                    f'{node.exit_message}')
-        self.report(f'Action taken: {action}')
 
     def _restart_file_available(self, node) -> bool:
         extension = 'wfn' if self.ctx.inputs.parameters['kpoints_spacing'] is None else 'kp'

@@ -12,15 +12,16 @@ from __future__ import annotations
 
 from aiida import orm
 from aiida.common import AttributeDict
-from aiida.engine import BaseRestartWorkChain, ProcessHandlerReport, process_handler, while_
+from aiida.engine import ProcessHandlerReport, process_handler
 
 from aiida_sseff.calculations.mace import MaceTrainCalculation
 from aiida_sseff.protocols.utils import ProtocolMixin
+from aiida_sseff.workflows.restart import SseffBaseRestartWorkChain
 
 __all__ = ['MaceTrainBaseWorkChain']
 
 
-class MaceTrainBaseWorkChain(ProtocolMixin, BaseRestartWorkChain):
+class MaceTrainBaseWorkChain(ProtocolMixin, SseffBaseRestartWorkChain):
     """One MACE training (``sseff.mace.train``) that continues from its checkpoints when it runs out of time."""
 
     _process_class = MaceTrainCalculation
@@ -38,14 +39,6 @@ class MaceTrainBaseWorkChain(ProtocolMixin, BaseRestartWorkChain):
         super().define(spec)
         spec.expose_inputs(MaceTrainCalculation, namespace='mace')
         spec.expose_outputs(MaceTrainCalculation)
-        spec.outline(
-            cls.setup,
-            while_(cls.should_run_process)(
-                cls.run_process,
-                cls.inspect_process,
-            ),
-            cls.results,
-        )
         spec.exit_code(410, 'ERROR_LOSS_NAN',
                        message='The training diverged (NaN validation loss) also with a lower learning rate; check '
                                'the dataset for outliers.')
@@ -105,8 +98,3 @@ class MaceTrainBaseWorkChain(ProtocolMixin, BaseRestartWorkChain):
         self.ctx.learning_rate_reductions += 1
         self.report_error_handled(node, f'NaN loss: training again with lr = {parameters["lr"]:g}')
         return ProcessHandlerReport(True)
-
-    def report_error_handled(self, node, action: str) -> None:
-        self.report(f'{node.process_label}<{node.pk}> failed with exit status {node.exit_status}: '
-                    f'{node.exit_message}')
-        self.report(f'Action taken: {action}')

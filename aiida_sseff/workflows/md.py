@@ -15,12 +15,13 @@ from __future__ import annotations
 import numpy as np
 from aiida import orm
 from aiida.common import AttributeDict
-from aiida.engine import BaseRestartWorkChain, ProcessHandlerReport, calcfunction, process_handler, while_
+from aiida.engine import ProcessHandlerReport, calcfunction, process_handler
 
 from aiida_sseff.calculations.engine import EngineMdCalculation
 from aiida_sseff.data.dataset import LabelledDataset
 from aiida_sseff.engines.md import validate_md_parameters
 from aiida_sseff.utils import json_safe
+from aiida_sseff.workflows.restart import SseffBaseRestartWorkChain
 
 __all__ = ['STEP_COUNT_PARAMETERS', 'EngineMdBaseWorkChain', 'join_md_segments']
 
@@ -114,7 +115,7 @@ def join_md_segments(**segments):
     return outputs
 
 
-class EngineMdBaseWorkChain(BaseRestartWorkChain):
+class EngineMdBaseWorkChain(SseffBaseRestartWorkChain):
     """Run an :class:`EngineMdCalculation`, continuing it from its checkpoint when it runs out of wall time and
     restarting it once with half the time step when it becomes unstable."""
 
@@ -129,14 +130,6 @@ class EngineMdBaseWorkChain(BaseRestartWorkChain):
     def define(cls, spec):
         super().define(spec)
         spec.expose_inputs(EngineMdCalculation, namespace='md')
-        spec.outline(
-            cls.setup,
-            while_(cls.should_run_process)(
-                cls.run_process,
-                cls.inspect_process,
-            ),
-            cls.results,
-        )
         spec.expose_outputs(EngineMdCalculation)
         spec.exit_code(410, 'ERROR_MD_UNSTABLE',
                        message='The MD was still unstable after a restart with the time step reduced to '
@@ -156,11 +149,6 @@ class EngineMdBaseWorkChain(BaseRestartWorkChain):
         self.ctx.inputs = AttributeDict(self.exposed_inputs(EngineMdCalculation, 'md'))
         self.ctx.segments = []  # the stopped runs whose trajectories the next run continues
         self.ctx.timestep_reductions = 0
-
-    def report_error_handled(self, node, action: str) -> None:
-        self.report(f'{node.process_label}<{node.pk}> failed with exit status {node.exit_status}: '
-                    f'{node.exit_message}')
-        self.report(f'Action taken: {action}')
 
     def _continue_from_checkpoint(self, node, why: str):
         if 'checkpoint' not in node.outputs:

@@ -18,13 +18,11 @@ import numpy as np
 from aiida import orm
 from aiida.common import AttributeDict
 from aiida.engine import (
-    BaseRestartWorkChain,
     ProcessHandlerReport,
     ToContext,
     WorkChain,
     calcfunction,
     process_handler,
-    while_,
 )
 
 from aiida_sseff.calculations.nep import NepTrainCalculation, resolve_program
@@ -33,6 +31,7 @@ from aiida_sseff.data.model import NepModel
 from aiida_sseff.protocols.utils import ProtocolMixin
 from aiida_sseff.units import EV_PER_A3_IN_GPA
 from aiida_sseff.utils import json_safe
+from aiida_sseff.workflows.restart import SseffBaseRestartWorkChain
 
 __all__ = [
     'NepTrainBaseWorkChain',
@@ -169,7 +168,7 @@ def summarise_replicas(chosen: orm.Str | None = None, **metrics: orm.Dict) -> or
 # -------------------------------------------------------------------------------------------- base work chain
 
 
-class NepTrainBaseWorkChain(BaseRestartWorkChain):
+class NepTrainBaseWorkChain(SseffBaseRestartWorkChain):
     """One NEP training (``sseff.nep.train``) with restarts and clear failures."""
 
     _process_class = NepTrainCalculation
@@ -186,14 +185,6 @@ class NepTrainBaseWorkChain(BaseRestartWorkChain):
         super().define(spec)
         spec.expose_inputs(NepTrainCalculation, namespace='nep')
         spec.expose_outputs(NepTrainCalculation)
-        spec.outline(
-            cls.setup,
-            while_(cls.should_run_process)(
-                cls.run_process,
-                cls.inspect_process,
-            ),
-            cls.results,
-        )
         spec.exit_code(410, 'ERROR_LOSS_NAN',
                        message='The training diverged (NaN loss) and could not be rescued; lower the learning rate '
                                '(neppo) or check the dataset for outliers.')
@@ -264,11 +255,6 @@ class NepTrainBaseWorkChain(BaseRestartWorkChain):
         """The loss did not decrease: nothing a restart would change; the work chain stops with a clear message."""
         self.report_error_handled(node, 'the loss did not decrease: giving up')
         return ProcessHandlerReport(True, self.exit_codes.ERROR_LOSS_NOT_DECREASING)
-
-    def report_error_handled(self, node, action: str) -> None:
-        self.report(f'{node.process_label}<{node.pk}> failed with exit status {node.exit_status}: '
-                    f'{node.exit_message}')
-        self.report(f'Action taken: {action}')
 
 
 # ------------------------------------------------------------------------------------------- replicas + held-out

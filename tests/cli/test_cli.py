@@ -33,6 +33,10 @@ def test_setup_is_idempotent(aiida_profile, aiida_localhost):
     else:  # Debian's cp2k + cp2k-data here: registered for the CP2K labeller
         code = orm.load_code('cp2k@localhost')
         assert str(code.filepath_executable) == cp2k and code.default_calc_job_plugin == 'sseff.cp2k'
+    # the MACE trainer (mace-torch is in the dev extras) and, where LAMMPS and aiida-lammps are installed, LAMMPS
+    assert orm.load_code('sseff-mace@localhost').default_calc_job_plugin == 'sseff.mace.train'
+    if 'Skipping the lammps code' not in first.output:
+        assert orm.load_code('lammps@localhost').default_calc_job_plugin == 'lammps.base'
 
 
 def test_dataset_import_show_export(aiida_profile, tmp_path):
