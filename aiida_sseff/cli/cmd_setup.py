@@ -118,8 +118,8 @@ def _ensure_optional_code(computer, label: str, names: tuple[str, ...], hint: st
     """A code for the first of ``names`` found (this environment, then the PATH), or None with the reason printed
     when the program (or, with ``needs_plugin``, its AiiDA plugin) is not installed."""
     if needs_plugin:
-        from aiida.plugins import CalculationFactory
         from aiida.common.exceptions import MissingEntryPointError
+        from aiida.plugins import CalculationFactory
 
         try:
             CalculationFactory(plugin)
