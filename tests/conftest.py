@@ -145,15 +145,31 @@ def cu_al_structures():
     return _cu_al_structures
 
 
+def _console_script_code(aiida_code_installed, aiida_localhost, name: str, label: str, plugin: str, prepend: str,
+                         missing):
+    """A console script of this environment (beside the running Python, else on the PATH) as an InstalledCode;
+    ``missing(message)`` (pytest.skip or pytest.fail) when it is not installed."""
+    executable = Path(sys.executable).parent / name
+    if not executable.exists():
+        executable = shutil.which(name)
+        if executable is None:
+            missing(f'{name} is not installed')
+    aiida_localhost.set_minimum_job_poll_interval(0.0)
+    return aiida_code_installed(label=label, default_calc_job_plugin=plugin, filepath_executable=str(executable),
+                                prepend_text=prepend)
+
+
 @pytest.fixture
 def neppo_code(aiida_code_installed, aiida_localhost):
     """The ``neppo`` console script of this environment as an InstalledCode (its name selects program neppo)."""
-    executable = Path(sys.executable).parent / 'neppo'
-    if not executable.exists():
-        executable = shutil.which('neppo')
-        if executable is None:
-            pytest.skip('neppo is not installed')
-    aiida_localhost.set_minimum_job_poll_interval(0.0)
-    return aiida_code_installed(label='neppo', default_calc_job_plugin='sseff.nep.train',
-                                filepath_executable=str(executable),
-                                prepend_text='export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}')
+    return _console_script_code(aiida_code_installed, aiida_localhost, 'neppo', 'neppo', 'sseff.nep.train',
+                                'export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}', pytest.skip)
+
+
+@pytest.fixture
+def mace_code(aiida_code_installed, aiida_localhost):
+    """This environment's ``aiida-sseff-mace`` wrapper (mace-torch behind the e3nn import fix) as an InstalledCode;
+    mace-torch is in the dev extras, so a missing wrapper is a failure, not a skip."""
+    pytest.importorskip('mace')
+    return _console_script_code(aiida_code_installed, aiida_localhost, 'aiida-sseff-mace', 'mace', 'sseff.mace.train',
+                                'export OMP_NUM_THREADS=2', lambda message: pytest.fail(f'{message}: pip install -e .'))

@@ -38,23 +38,6 @@ def llzo_sets(aiida_profile, reference_dir):
             'test': LabelledDataset(llzo(reference_dir, 6, 8)).store()}
 
 
-@pytest.fixture
-def mace_code(aiida_code_installed, aiida_localhost):
-    """This environment's ``aiida-sseff-mace`` wrapper (mace-torch behind the e3nn import fix) as an InstalledCode."""
-    import shutil
-    import sys
-
-    pytest.importorskip('mace')
-    executable = Path(sys.executable).parent / 'aiida-sseff-mace'
-    if not executable.exists():
-        executable = shutil.which('aiida-sseff-mace')
-        if executable is None:
-            pytest.fail('aiida-sseff-mace is not installed: run `pip install -e .`')
-    aiida_localhost.set_minimum_job_poll_interval(0.0)
-    return aiida_code_installed(label='mace', default_calc_job_plugin='sseff.mace.train',
-                                filepath_executable=str(executable), prepend_text='export OMP_NUM_THREADS=2')
-
-
 def prepare(tmp_path, **inputs):
     process = instantiate_process(get_manager().get_runner(), MaceTrainCalculation, **inputs)
     (tmp_path / 'sandbox').mkdir()

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import sys
-from pathlib import Path
-
 import pytest
 from aiida import orm
 from aiida.engine import run_get_node
@@ -14,19 +10,6 @@ from ase.io import read
 from aiida_sseff.data.dataset import LabelledDataset
 from aiida_sseff.protocols.utils import ProtocolError
 from aiida_sseff.workflows.mace import MaceTrainBaseWorkChain
-
-
-@pytest.fixture
-def mace_code(aiida_code_installed, aiida_localhost):
-    pytest.importorskip('mace')
-    executable = Path(sys.executable).parent / 'aiida-sseff-mace'
-    if not executable.exists():
-        executable = shutil.which('aiida-sseff-mace')
-        if executable is None:
-            pytest.fail('aiida-sseff-mace is not installed: run `pip install -e .`')
-    aiida_localhost.set_minimum_job_poll_interval(0.0)
-    return aiida_code_installed(label='mace', default_calc_job_plugin='sseff.mace.train',
-                                filepath_executable=str(executable), prepend_text='export OMP_NUM_THREADS=2')
 
 
 @pytest.fixture(scope='module')
