@@ -34,6 +34,15 @@ def reference_dir() -> Path:
 
 
 @pytest.fixture
+def llzo_md_dir(reference_dir):
+    """The real GPUMD 1000 K LLZO run (GPUMD-Tutorials, see shared/reference/llzo/README.md)."""
+    path = reference_dir / 'llzo' / 'gpumd_md_1000K'
+    if not (path / 'msd.out').is_file():
+        pytest.skip(f'real GPUMD run not found at {path}')
+    return path
+
+
+@pytest.fixture
 def engine_code(aiida_code_installed, aiida_localhost):
     """The ``aiida-sseff-engine`` console script of this environment as an InstalledCode on localhost."""
     executable = shutil.which('aiida-sseff-engine', path=str(Path(sys.executable).parent)) or shutil.which(

@@ -19,14 +19,6 @@ from aiida_sseff.analysis.transport_files import (
 from aiida_sseff.io.gpumd import ComputeMsd, make_run_in, read_msd, write_msd
 
 
-@pytest.fixture
-def llzo_md_dir(reference_dir):
-    path = reference_dir / 'llzo' / 'gpumd_md_1000K'
-    if not (path / 'msd.out').is_file():
-        pytest.skip(f'real GPUMD run not found at {path}')
-    return path
-
-
 def linear_msd(d_A2_ps, nc, dt_ps, plateau=0.3):
     t = np.arange(nc) * dt_ps
     msd = np.where(t[:, None] > 0, 2 * d_A2_ps * t[:, None] + plateau / 3, 0.0) * np.ones((1, 3))

@@ -24,14 +24,6 @@ def refused(args) -> str:
     return result.output
 
 
-@pytest.fixture
-def md_dir(reference_dir):
-    path = reference_dir / 'llzo' / 'gpumd_md_1000K'
-    if not (path / 'msd.out').is_file():
-        pytest.skip(f'real GPUMD run not found at {path}')
-    return path
-
-
 def write_msd_out(path: Path, d_cm2_s: float, n_rows: int = 500, dt_ps: float = 0.1, plateau: float = 0.4):
     """A header-less single-group msd.out (GPUMD ≤ 5.5 layout, 7 columns) whose MSD is exactly linear per direction,
     MSD_a = 2 D t + plateau/3, with the SDC columns = D (Å²/ps)."""
@@ -45,13 +37,13 @@ def write_msd_out(path: Path, d_cm2_s: float, n_rows: int = 500, dt_ps: float = 
 
 # ------------------------------------------------------------------------------------------------ analyze msd
 @pytest.mark.reference
-def test_analyze_msd_real_file(md_dir, tmp_path):
+def test_analyze_msd_real_file(llzo_md_dir, tmp_path):
     """The tutorial's numbers (shared/reference/llzo/gpumd_md_1000K/README.md): D_total 9.667e-6 cm²/s, D_x/y/z
     9.627/9.680/9.693e-6; σ 448.0 mS/cm with V = 143800.502 Å³ (the tutorial's mean volume) and 3584 Li."""
-    text = invoke(['analyze', 'msd', str(md_dir / 'msd.out'), '--temperature', '999.96', '--volume', '143800.502'])
+    text = invoke(['analyze', 'msd', str(llzo_md_dir / 'msd.out'), '--temperature', '999.96', '--volume', '143800.502'])
     assert 'D_total = 9.667e-06' in text and 'D_x     = 9.627e-06' in text
     plot = tmp_path / 'msd.png'
-    data = json.loads(invoke(['analyze', 'msd', str(md_dir / 'msd.out'), '-T', '999.96', '--volume', '143800.502',
+    data = json.loads(invoke(['analyze', 'msd', str(llzo_md_dir / 'msd.out'), '-T', '999.96', '--volume', '143800.502',
                               '--json', '--plot', str(plot)]))
     assert data['D_cm2_s'] == pytest.approx(9.667e-6, rel=0.01)
     assert data['n_ions'] == 3584 and data['run_length_ps'] == pytest.approx(1000.0)  # from model.xyz, run.in
@@ -62,7 +54,7 @@ def test_analyze_msd_real_file(md_dir, tmp_path):
     assert 1e3 * data['sigma_S_cm'] == pytest.approx(448.0, rel=0.01)
     assert plot.stat().st_size > 10_000
     # group 3 (O) only vibrates: D two orders of magnitude below Li
-    oxygen = json.loads(invoke(['analyze', 'msd', str(md_dir / 'msd.out'), '-T', '1000', '--group', '3', '--json']))
+    oxygen = json.loads(invoke(['analyze', 'msd', str(llzo_md_dir / 'msd.out'), '-T', '1000', '--group', '3', '--json']))
     assert abs(oxygen['D_cm2_s']) < 1e-2 * data['D_cm2_s']
 
 
@@ -199,13 +191,13 @@ def test_analyze_arrhenius_bad_folders(tmp_path):
 
 
 @pytest.mark.reference
-def test_analyze_arrhenius_with_the_real_1000K_run(md_dir, tmp_path):
+def test_analyze_arrhenius_with_the_real_1000K_run(llzo_md_dir, tmp_path):
     """The real 1000 K folder (linked, not copied) with synthetic 800 K and 1200 K folders made to lie on Ea = 0.30 eV
     through the tutorial's D(1000 K) = 9.667e-6 cm²/s: Ea comes back, and D(1000 K) is the tutorial's."""
     real = tmp_path / '1000K'
     real.mkdir()
     for name in ('msd.out', 'run.in', 'model.xyz'):
-        (real / name).symlink_to(md_dir / name)
+        (real / name).symlink_to(llzo_md_dir / name)
     for t in (800, 1200):
         write_msd_out(tmp_path / f'{t}K' / 'msd.out', 9.667e-6 * np.exp(-0.30 / K_B * (1 / t - 1 / 1000)))
     data = json.loads(invoke(['analyze', 'arrhenius', str(tmp_path), '--n-ions', '3584', '--run-time', '1000',

@@ -24,15 +24,6 @@ from aiida_sseff.io.gpumd import (
 )
 
 
-@pytest.fixture
-def llzo_md_dir(reference_dir):
-    """The real GPUMD 1000 K LLZO run (GPUMD-Tutorials, see shared/reference/llzo/README.md)."""
-    path = reference_dir / 'llzo' / 'gpumd_md_1000K'
-    if not (path / 'msd.out').is_file():
-        pytest.skip(f'real GPUMD run not found at {path}')
-    return path
-
-
 # ------------------------------------------------------------------------------------------------------- msd.out
 @pytest.mark.reference
 def test_read_msd_real_file(llzo_md_dir):
