@@ -169,101 +169,80 @@ class SseffPipelineWorkChain(ProtocolMixin, WorkChain):
             builder.diffusion = _stage_inputs(diffusion, DIFFUSION_EXCLUDE)
         return builder
 
-    # --- sampling ------------------------------------------------------------------------------------------------
-    def run_sampling(self):
-        inputs = AttributeDict(self.exposed_inputs(SamplingWorkChain, namespace='sampling'))
-        inputs.structure = self.inputs.structure
-        inputs.metadata = {'call_link_label': 'sampling'}
+    # --- the stages: each one the WorkChain that does it, with the inputs the pipeline computes ---------------------
+    def _submit_stage(self, name: str, process_class, exit_code, what: str, **computed):
+        """Submit stage ``name`` (its exposed inputs plus ``computed``) as ``self.ctx.<name>``; a refusal by the
+        stage's own validator (it sees the computed inputs only now) is the stage's exit code."""
+        inputs = AttributeDict(self.exposed_inputs(process_class, namespace=name))
+        inputs.update(computed)
+        inputs.metadata = {'call_link_label': name}
         try:
-            node = self.submit(SamplingWorkChain, **inputs)
-        except ValueError as exception:  # the stage's own validator refused its inputs
-            return self.exit_codes.ERROR_SAMPLING_FAILED.format(message=f'invalid sampling inputs: {exception}')
-        self.report(f'submitted sampling <{node.pk}>')
-        return ToContext(sampling=node)
+            node = self.submit(process_class, **inputs)
+        except ValueError as exception:
+            return exit_code.format(message=f'invalid {name} inputs: {exception}')
+        self.report(f'submitted {what} <{node.pk}>')
+        return ToContext(**{name: node})
+
+    def _finish_stage(self, name: str, process_class, exit_code):
+        """The stage's exit code when it failed, else its outputs become the pipeline's ``<name>.*`` outputs."""
+        node = self.ctx[name]
+        if not node.is_finished_ok:
+            return exit_code.format(message=_failure(node))
+        self.out_many(self.exposed_outputs(node, process_class, namespace=name))
+        return None
+
+    def run_sampling(self):
+        return self._submit_stage('sampling', SamplingWorkChain, self.exit_codes.ERROR_SAMPLING_FAILED, 'sampling',
+                                  structure=self.inputs.structure)
 
     def inspect_sampling(self):
-        node = self.ctx.sampling
-        if not node.is_finished_ok:
-            return self.exit_codes.ERROR_SAMPLING_FAILED.format(message=_failure(node))
-        self.out_many(self.exposed_outputs(node, SamplingWorkChain, namespace='sampling'))
-        return None
+        return self._finish_stage('sampling', SamplingWorkChain, self.exit_codes.ERROR_SAMPLING_FAILED)
 
-    # --- labelling -----------------------------------------------------------------------------------------------
     def run_labelling(self):
-        inputs = AttributeDict(self.exposed_inputs(LabellingWorkChain, namespace='labelling'))
-        inputs.structures = self.ctx.sampling.outputs.selected
-        inputs.metadata = {'call_link_label': 'labelling'}
-        try:
-            node = self.submit(LabellingWorkChain, **inputs)
-        except ValueError as exception:  # the stage's own validator refused its inputs (with the structures)
-            return self.exit_codes.ERROR_LABELLING_FAILED.format(message=f'invalid labelling inputs: {exception}')
-        self.report(f'submitted labelling ({inputs.labeller.value}) of {inputs.structures.n_structures} structures '
-                    f'<{node.pk}>')
-        return ToContext(labelling=node)
+        structures = self.ctx.sampling.outputs.selected
+        labeller = self.inputs.labelling.labeller.value
+        return self._submit_stage('labelling', LabellingWorkChain, self.exit_codes.ERROR_LABELLING_FAILED,
+                                  f'labelling ({labeller}) of {structures.n_structures} structures',
+                                  structures=structures)
 
     def inspect_labelling(self):
-        node = self.ctx.labelling
-        if not node.is_finished_ok:
-            return self.exit_codes.ERROR_LABELLING_FAILED.format(message=_failure(node))
-        self.out_many(self.exposed_outputs(node, LabellingWorkChain, namespace='labelling'))
-        return None
+        return self._finish_stage('labelling', LabellingWorkChain, self.exit_codes.ERROR_LABELLING_FAILED)
 
-    # --- training ------------------------------------------------------------------------------------------------
     def should_train(self):
         return bool(self.inputs.get('training'))
 
     def run_training(self):
-        inputs = AttributeDict(self.exposed_inputs(NepTrainingWorkChain, namespace='training'))
-        inputs.dataset = self.ctx.labelling.outputs.dataset
-        inputs.metadata = {'call_link_label': 'training'}
-        try:
-            node = self.submit(NepTrainingWorkChain, **inputs)
-        except ValueError as exception:  # the stage's own validator refused its inputs (with the dataset)
-            return self.exit_codes.ERROR_TRAINING_FAILED.format(message=f'invalid training inputs: {exception}')
-        self.report(f'submitted NEP training <{node.pk}>')
-        return ToContext(training=node)
+        return self._submit_stage('training', NepTrainingWorkChain, self.exit_codes.ERROR_TRAINING_FAILED,
+                                  'NEP training', dataset=self.ctx.labelling.outputs.dataset)
 
     def inspect_training(self):
-        node = self.ctx.training
-        if not node.is_finished_ok:
-            return self.exit_codes.ERROR_TRAINING_FAILED.format(message=_failure(node))
-        self.out_many(self.exposed_outputs(node, NepTrainingWorkChain, namespace='training'))
-        metrics = node.outputs.test_metrics
-        self.report(f"trained NEP: test-set force RMSE {metrics['force_mev_per_angstrom']:.1f} meV/Å, energy "
-                    f"{metrics['energy_mev_per_atom']:.2f} meV/atom")
-        return None
+        failed = self._finish_stage('training', NepTrainingWorkChain, self.exit_codes.ERROR_TRAINING_FAILED)
+        if failed is None:
+            metrics = self.ctx.training.outputs.test_metrics
+            self.report(f"trained NEP: test-set force RMSE {metrics['force_mev_per_angstrom']:.1f} meV/Å, energy "
+                        f"{metrics['energy_mev_per_atom']:.2f} meV/atom")
+        return failed
 
-    # --- diffusion -----------------------------------------------------------------------------------------------
     def should_diffuse(self):
         return bool(self.inputs.get('diffusion'))
 
     def run_diffusion(self):
         model = self.ctx.training.outputs.model
-        inputs = AttributeDict(self.exposed_inputs(DiffusionWorkChain, namespace='diffusion'))
-        inputs.structure = self.inputs.structure
-        inputs.model = model
-        inputs.mobile_species = self.inputs.mobile_species
+        computed = {'structure': self.inputs.structure, 'model': model, 'mobile_species': self.inputs.mobile_species}
         factor = self.inputs.min_cell_width_factor.value
         if factor > 0:
             # the width the trained model needs is known only now: factor × its radial cutoff
-            inputs.min_cell_width = orm.Float(factor * float(model.cutoff[0]))
-        inputs.metadata = {'call_link_label': 'diffusion'}
-        try:
-            node = self.submit(DiffusionWorkChain, **inputs)
-        except ValueError as exception:  # the stage's own validator refused its inputs (with the model)
-            return self.exit_codes.ERROR_DIFFUSION_FAILED.format(message=f'invalid diffusion inputs: {exception}')
-        self.report(f'submitted diffusion of the trained model <{node.pk}>')
-        return ToContext(diffusion=node)
+            computed['min_cell_width'] = orm.Float(factor * float(model.cutoff[0]))
+        return self._submit_stage('diffusion', DiffusionWorkChain, self.exit_codes.ERROR_DIFFUSION_FAILED,
+                                  'diffusion of the trained model', **computed)
 
     def inspect_diffusion(self):
-        node = self.ctx.diffusion
-        if not node.is_finished_ok:
-            return self.exit_codes.ERROR_DIFFUSION_FAILED.format(message=_failure(node))
-        self.out_many(self.exposed_outputs(node, DiffusionWorkChain, namespace='diffusion'))
-        results = node.outputs.results
-        self.report(f"trained NEP: Ea = {results['Ea_eV']:.3f} ± {results['Ea_err_eV']:.3f} eV, "
-                    f"σ(300 K) = {1e3 * results['sigma_extrapolated_S_cm']:.3g} mS/cm")
-        return None
+        failed = self._finish_stage('diffusion', DiffusionWorkChain, self.exit_codes.ERROR_DIFFUSION_FAILED)
+        if failed is None:
+            results = self.ctx.diffusion.outputs.results
+            self.report(f"trained NEP: Ea = {results['Ea_eV']:.3f} ± {results['Ea_err_eV']:.3f} eV, "
+                        f"σ(300 K) = {1e3 * results['sigma_extrapolated_S_cm']:.3g} mS/cm")
+        return failed
 
 
 def _stage_inputs(builder, exclude) -> dict:
