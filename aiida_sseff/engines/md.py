@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import json
 import os
+import resource
+import sys
 import time
 from pathlib import Path
 
@@ -102,6 +104,21 @@ class MdUnstableError(RuntimeError):
 
 class AtomsTooCloseError(RuntimeError):
     """Two atoms came closer than the allowed minimum distance."""
+
+
+def peak_memory_mb() -> float:
+    """Peak resident set size (RSS) of this process so far, in MB (2**20 bytes): ``getrusage`` reports kB on Linux
+    and bytes on macOS."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == 'darwin' else peak / 2**10
+
+
+def peak_gpu_memory_mb() -> float | None:
+    """Peak GPU memory that torch allocated in this process, in MB; None where torch never used CUDA (CPU models)."""
+    torch = sys.modules.get('torch')  # never import torch for a NEP run only to ask
+    if torch is None or not torch.cuda.is_available() or not torch.cuda.is_initialized():
+        return None
+    return float(torch.cuda.max_memory_allocated()) / 2**20
 
 
 def validate_md_parameters(parameters: dict) -> dict:
@@ -444,6 +461,7 @@ def run_md(atoms: Atoms, calculator, parameters: dict, directory: str | Path = '
     n_checkpoints = 0
     stopped = False
     equilibrated_volume = None
+    production_wall, production_steps = 0.0, 0
 
     def save() -> None:
         nonlocal checkpoint_wall, n_checkpoints, last_checkpoint
@@ -497,6 +515,7 @@ def run_md(atoms: Atoms, calculator, parameters: dict, directory: str | Path = '
         if not resumed_in_production:  # a continued run's first frame is the checkpoint's, recorded before
             recorder.record(atoms, 0)
         interval = _output_stride(p)
+        production_start, production_start_step = time.perf_counter(), step
         while step < n_steps:
             chunk = min(interval, n_steps - step)
             dynamics.run(chunk)
@@ -508,6 +527,8 @@ def run_md(atoms: Atoms, calculator, parameters: dict, directory: str | Path = '
             if step < n_steps and must_stop():
                 stopped = True
                 break
+        production_wall = time.perf_counter() - production_start
+        production_steps = step - production_start_step
     save()  # the end (or the wall-time stop): outputs and the checkpoint to extend or continue the run
     wall = time.perf_counter() - start
 
@@ -533,6 +554,14 @@ def run_md(atoms: Atoms, calculator, parameters: dict, directory: str | Path = '
         'n_checkpoints': n_checkpoints,
         'checkpoint_wall_time_s': checkpoint_wall,
         'speed_atom_step_per_s': len(atoms) * n_done_here / wall if wall > 0 else None,
+        # the production loop alone (no start-up, first force call, equilibration or final write; checkpoints
+        # included): the cost of MD with this model, comparable between models and sizes
+        'n_atoms': len(atoms),
+        'production_wall_time_s': production_wall,
+        'production_speed_atom_step_per_s': (len(atoms) * production_steps / production_wall
+                                             if production_wall > 0 else None),
+        'peak_memory_mb': peak_memory_mb(),
+        'peak_gpu_memory_mb': peak_gpu_memory_mb(),
         **restart_info,
     }
     return summary
