@@ -27,7 +27,7 @@ from aiida.engine import (
 
 from aiida_sseff.calculations.nep import NepTrainCalculation, resolve_program
 from aiida_sseff.data.dataset import LabelledDataset
-from aiida_sseff.data.model import NepModel
+from aiida_sseff.data.model import MaceModel, NepModel
 from aiida_sseff.protocols.utils import ProtocolMixin
 from aiida_sseff.units import EV_PER_A3_IN_GPA
 from aiida_sseff.utils import json_safe
@@ -36,6 +36,7 @@ from aiida_sseff.workflows.restart import SseffBaseRestartWorkChain
 __all__ = [
     'NepTrainBaseWorkChain',
     'NepTrainingWorkChain',
+    'evaluate_model',
     'evaluate_nep_model',
     'model_errors',
     'split_train_validation_test',
@@ -103,6 +104,16 @@ def model_errors(calculator, structures) -> dict:
 def evaluate_nep_model(model: NepModel, dataset: LabelledDataset) -> orm.Dict:
     """RMSEs of a NEP model on a labelled dataset, evaluated by calorine's CPUNEP (see :func:`model_errors`;
     energies meV/atom, forces meV/Å, virials meV/atom, stress GPa)."""
+    return orm.Dict(model_errors(model.get_calculator(), dataset.get_ase()))
+
+
+@calcfunction
+def evaluate_model(model: orm.Data, dataset: LabelledDataset) -> orm.Dict:
+    """RMSEs of any trained model (``sseff.model.nep`` by calorine's CPUNEP, ``sseff.model.mace`` by mace-torch's
+    MACECalculator on the CPU, float64) on a labelled dataset: the keys and units of :func:`evaluate_nep_model`
+    (:func:`model_errors`), so that one reader serves every architecture."""
+    if not isinstance(model, NepModel | MaceModel):
+        raise TypeError(f'evaluate_model takes a NepModel or a MaceModel, got {type(model).__name__}')
     return orm.Dict(model_errors(model.get_calculator(), dataset.get_ase()))
 
 
