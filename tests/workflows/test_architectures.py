@@ -305,3 +305,45 @@ def test_four_architectures_train_and_run_md(neppo_code, mace_code, engine_code,
         assert cost['md_speed'][0]['atom_steps_per_s'] > 0 and cost['md_speed'][0]['peak_memory_mb'] > 0
         assert rows[label]['md_atom_steps_per_s'] == [cost['md_speed'][0]['atom_steps_per_s']]
         assert np.isfinite(rows[label]['force_mev_per_angstrom'])
+
+
+@pytest.mark.slow
+def test_failed_architecture_is_named_and_the_others_reported(neppo_code, aiida_profile, cu_al_structures):
+    """Given sets (no split), two seeds trained one at a time: `NEP` trains (10 neppo steps on 3 EMT Cu/Al cells),
+    `Frozen` cannot (a learning rate of 1e-9 leaves the loss where it started: sseff.train.nep.base exits 411 for both
+    seeds). The work chain exits 402 naming `Frozen`, with NEP's model, metrics, seed spread, cost and summary row."""
+    structures = cu_al_structures(5)
+    train, validation, test = (LabelledDataset(part).store() for part in (structures[:3], structures[3:4],
+                                                                          structures[4:]))
+    parameters = {'cutoff': [5, 4], 'n_max': [4, 4], 'basis_size': [4, 4], 'neuron': 6, 'batch': 3,
+                  'generation': 10, 'output_interval': 5}
+    builder = ArchitectureTrainingWorkChain.get_builder()
+    builder.train, builder.validation, builder.test = train, validation, test
+    builder.seeds = orm.List([3, 4])
+    builder.serial_training = orm.Bool(True)
+    builder.architectures = orm.Dict({'NEP': {'kind': 'nep', 'parameters': {'learning_rate': [0.01, 0.001]}},
+                                      'Frozen': {'kind': 'nep', 'parameters': {'learning_rate': [1e-9, 1e-9]}}})
+    builder.nep.nep.code = neppo_code
+    builder.nep.nep.parameters = orm.Dict(parameters)
+    results, node = run_get_node(builder)
+    assert node.exit_status == ArchitectureTrainingWorkChain.exit_codes.ERROR_ARCHITECTURE_FAILED.status
+    assert 'Frozen' in node.exit_message and 'NEP' not in node.exit_message.split(':')[0]
+    assert results['train_dataset'].uuid == train.uuid and results['test_dataset'].uuid == test.uuid
+    assert set(results['models']) == {'NEP'} and set(results['cost']) == {'NEP'}
+    trainings = sorted((n for n in node.called if n.label.startswith('train_')), key=lambda n: n.ctime)
+    assert [n.label for n in trainings] == ['train_Frozen_seed_3', 'train_Frozen_seed_4', 'train_NEP_seed_3',
+                                            'train_NEP_seed_4']
+    for earlier, later in zip(trainings, trainings[1:], strict=False):  # one at a time
+        assert later.ctime >= earlier.mtime or later.ctime >= max(c.mtime for c in earlier.called_descendants)
+    assert {n.inputs.nep.seed.value for n in trainings} == {3, 4}
+    spread = results['seed_spread']['NEP'].get_dict()
+    forces = [results['replicas']['NEP'][f'seed_{seed}_test_metrics']['force_mev_per_angstrom'] for seed in (3, 4)]
+    assert spread['force_mev_per_angstrom']['std'] == pytest.approx(np.std(forces, ddof=1))
+    chosen = min((results['replicas']['NEP'][f'seed_{seed}_validation_metrics']['force_mev_per_angstrom'],
+                  f'seed_{seed}') for seed in (3, 4))[1]
+    assert spread['best_replica'] == chosen
+    assert results['models']['NEP'].uuid == results['replicas']['NEP'][f'{chosen}_model'].uuid
+    summary = results['summary'].get_dict()
+    assert summary['failed'] == ['Frozen'] and [row['architecture'] for row in summary['rows']] == ['NEP']
+    cost = results['cost']['NEP'].get_dict()
+    assert set(cost['train_wall_time_s_per_seed']) == {'seed_3', 'seed_4'} and cost['md_speed'] == []
