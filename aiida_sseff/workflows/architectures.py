@@ -256,11 +256,19 @@ def _validate_data(inputs) -> str | None:
     if 'dataset' in inputs:
         if 'train' in inputs:
             return 'give either `dataset` (split here) or `train` with `validation` and `test`, not both'
+        from aiida_sseff.workflows.training import _held_out_count
+
+        fractions = {}
         for name in ('validation', 'test'):
             if name not in inputs:
                 fraction = inputs[f'{name}_fraction'].value
                 if not 0.0 < fraction < 1.0:
                     return f'{name}_fraction must be between 0 and 1 (exclusive), got {fraction}'
+                fractions[name] = fraction
+        n = inputs['dataset'].base.attributes.get('n_structures', 0)
+        if sum(_held_out_count(fraction, n) for fraction in fractions.values()) > n - 1:
+            return (f'the dataset of {n} structure(s) cannot give {" and ".join(fractions)} set(s) and keep one for '
+                    'training: give more structures, or the held-out sets as inputs')
         return None
     if len(given) != 3:
         return ('give the labelled data: `dataset` (split here into train, validation and test) or all three of '
@@ -286,7 +294,8 @@ def _validate_stress(label: str, kind: str, parameters: dict, inputs, datasets) 
     if asked is None:
         return None
     name, dataset = lacking[0]
-    return (f'architecture `{label}` trains on stress ({asked}), but the {name} set <{dataset.pk or "unstored"}> '
+    name = {'dataset': 'dataset', 'train': 'training set', 'validation': 'validation set'}[name]
+    return (f'architecture `{label}` trains on stress ({asked}), but the {name} <{dataset.pk or "unstored"}> '
             'has structures without stress/virial (has_virial is false): set the stress weight to 0, or give a '
             'dataset with stress labels')
 

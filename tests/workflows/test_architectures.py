@@ -120,7 +120,7 @@ def test_refuses_stress_training_without_stress(neppo_code, mace_code, cu_al):
     without_stress = cu_al[1]
     assert not without_stress.base.attributes.get('has_virial')
     _refused(_builder(neppo_code, mace_code, without_stress, {'NEP': {'kind': 'nep', 'parameters': {'lambda_v': 0.1}}}),
-             r'architecture `NEP` trains on stress \(nep.in lambda_v = 0.1 > 0\), but the dataset set .*has_virial')
+             r'architecture `NEP` trains on stress \(nep.in lambda_v = 0.1 > 0\), but the dataset <.*has_virial')
     _refused(_builder(neppo_code, mace_code, without_stress,
                       {'M': {'kind': 'mace', 'variant': 'MACE-T0-I', 'parameters': {'stress_weight': 10.0}}}),
              r'architecture `M` trains on stress \(mace stress_weight = 10.0 > 0\)')
@@ -128,6 +128,13 @@ def test_refuses_stress_training_without_stress(neppo_code, mace_code, cu_al):
     builder = _builder(neppo_code, mace_code, cu_al[0],
                        {'M': {'kind': 'mace', 'variant': 'MACE-T0-I', 'parameters': {'stress_weight': 10.0}}})
     assert ArchitectureTrainingWorkChain.spec().inputs.validate(builder._inputs(prune=True)) is None
+
+
+def test_refuses_missing_or_too_small_data(neppo_code, mace_code, cu_al, cu_al_structures):
+    _refused(_builder(neppo_code, mace_code, None, {'NEP': {'kind': 'nep'}}),
+             'give the labelled data: `dataset` .* or all three of `train`, `validation` and `test` \\(got none\\)')
+    _refused(_builder(neppo_code, mace_code, LabelledDataset(cu_al_structures(2)), {'NEP': {'kind': 'nep'}}),
+             'the dataset of 2 structure\\(s\\) cannot give validation and test set\\(s\\) and keep one')
 
 
 def test_refuses_speed_structure_with_other_elements(neppo_code, mace_code, engine_code, cu_al):
