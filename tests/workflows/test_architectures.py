@@ -5,9 +5,6 @@ and MACE-T1-E on LLZO DFT cells with a short MD of each model."""
 from __future__ import annotations
 
 import logging
-import shutil
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,19 +20,6 @@ from aiida_sseff.workflows.architectures import (
     summarise_architectures,
 )
 from aiida_sseff.workflows.training import evaluate_model, evaluate_nep_model
-
-
-@pytest.fixture
-def mace_code(aiida_code_installed, aiida_localhost):
-    pytest.importorskip('mace')
-    executable = Path(sys.executable).parent / 'aiida-sseff-mace'
-    if not executable.exists():
-        executable = shutil.which('aiida-sseff-mace')
-        if executable is None:
-            pytest.fail('aiida-sseff-mace is not installed: run `pip install -e .`')
-    aiida_localhost.set_minimum_job_poll_interval(0.0)
-    return aiida_code_installed(label='mace', default_calc_job_plugin='sseff.mace.train',
-                                filepath_executable=str(executable), prepend_text='export OMP_NUM_THREADS=2')
 
 
 @pytest.fixture(scope='module')
