@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from aiida.engine import BaseRestartWorkChain, while_
 
+
 class SseffBaseRestartWorkChain(BaseRestartWorkChain):
     """``setup → while should_run_process: (run_process, inspect_process) → results``, as in ``PwBaseWorkChain``."""
 
