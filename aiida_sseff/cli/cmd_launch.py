@@ -409,6 +409,62 @@ def cmd_launch_reference_quality(structures, labeller, code_label, protocols, tr
         click.echo(f'  {element}: {value:.2f} meV/Å')
 
 
+@cmd_launch.command('architectures')
+@click.argument('dataset')
+@click.argument('structure')
+@click.option('--architectures', 'labels', default=None,
+              help='Comma-separated labels of the protocol\'s architectures to compare (default: all of them, e.g. '
+                   'NEP,qNEP,MACE_T0_I,MACE_T1_E).')
+@click.option('--reference', default='NEP', show_default=True, help='The architecture the others are compared with.')
+@click.option('--nep-code', 'nep_code_label', default='neppo@localhost', show_default=True,
+              help='GPUMD `nep` or `neppo` (NEP and qNEP training).')
+@click.option('--mace-code', 'mace_code_label', default='sseff-mace@localhost', show_default=True,
+              help='The aiida-sseff-mace wrapper of mace_run_train.')
+@click.option('--engine-code', 'engine_code_label', default='sseff-engine@localhost', show_default=True,
+              help='The CPU engine: MD speed runs and the diffusion MD of every model.')
+@click.option('--lammps-code', 'lammps_code_label', default=None,
+              help='A LAMMPS code (aiida-lammps `lammps.base`): adds the classical Buckingham + Coulomb baseline.')
+@_common_options
+def cmd_launch_architectures(dataset, structure, labels, reference, nep_code_label, mace_code_label,  # noqa: PLR0913
+                             engine_code_label, lammps_code_label, protocol, overrides, daemon, wait):
+    """Train NEP, qNEP and MACE variants on DATASET, compare their errors, cost and the Li transport they predict in
+    STRUCTURE (and a classical potential's) in one table (sseff.study.architectures)."""
+    from aiida import orm
+
+    from aiida_sseff.workflows.architectures import ArchitectureTrainingWorkChain
+    from aiida_sseff.workflows.studies import ArchitecturesStudyWorkChain
+
+    dataset_node = load_dataset_option(dataset, require_labels=True)
+    structure_node = load_structure_file(structure)
+    available = ArchitectureTrainingWorkChain.get_protocol_inputs(protocol)['architectures']
+    architectures = available
+    if labels:
+        chosen = [label.strip() for label in labels.split(',') if label.strip()]
+        unknown = [label for label in chosen if label not in available]
+        if unknown:
+            raise click.BadParameter(f'unknown architecture(s) {", ".join(unknown)}; the {protocol} protocol has '
+                                     f'{", ".join(available)}', param_hint='--architectures')
+        architectures = {label: available[label] for label in chosen}
+    if reference not in architectures:
+        raise click.BadParameter(f'`{reference}` is not among the architectures ({", ".join(architectures)})',
+                                 param_hint='--reference')
+    kinds = {spec['kind'] for spec in architectures.values()}
+    codes = {'engine': load_code_option(engine_code_label, '--engine-code', ENGINE_PLUGINS)}
+    if 'nep' in kinds:
+        codes['nep'] = load_code_option(nep_code_label, '--nep-code', TRAINING_PLUGINS)
+    if 'mace' in kinds:
+        codes['mace'] = load_code_option(mace_code_label, '--mace-code', ('sseff.mace.train',))
+    classical = load_code_option(lammps_code_label, '--lammps-code', ('lammps.base',)) if lammps_code_label else None
+    builder = ArchitecturesStudyWorkChain.get_builder_from_protocol(
+        codes, dataset_node, codes['engine'], structure_node, protocol=protocol, architectures=architectures,
+        overrides=load_overrides(overrides), classical_code=classical)
+    builder.reference_architecture = orm.Str(reference)
+    node = run_builder(builder, 'architecture study', daemon, wait)
+    report_end(node, 'architecture study')
+    if node.is_finished_ok:
+        click.echo(node.outputs.table['markdown'])
+
+
 @cmd_root.command('demo')
 @click.option('--protocol', type=click.Choice(['fast', 'balanced', 'stringent']), default='fast', show_default=True)
 @click.option('--output', type=click.Path(file_okay=False), default='results', show_default=True,

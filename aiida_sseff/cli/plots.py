@@ -42,3 +42,25 @@ def plot_pipeline(node, path: Path) -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return Path(path)
+
+
+def plot_architecture_study(node, folder: Path) -> list[Path]:
+    """Fig. 3 (relative RMSE bars, Arrhenius plots side by side) and Fig. 4 (MD speed vs atoms) of a finished
+    ``sseff.study.architectures``, from its stored table and the ``diffusion`` arrays of each model's run."""
+    from aiida_sseff.plots.architectures import arrhenius_entry, plot_architecture_comparison, plot_md_speed
+
+    table = node.outputs.table.get_dict()
+    arrhenius = {}
+    for label in node.outputs.transport:
+        diffusion = node.base.links.get_outgoing(link_label_filter=f'diffusion_{label}').one().node
+        arrays = {name: diffusion.outputs.diffusion.get_array(name)
+                  for name in ('temperature_K', 'D_cm2_s', 'D_err_cm2_s', 'fitted')}
+        arrhenius[label] = arrhenius_entry(arrays, diffusion.outputs.results.get_dict())
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [plot_architecture_comparison(table['rows'], arrhenius, table['reference'],
+                                          path=folder / f'architectures-{node.pk}.png')]
+    speeds = {label: cost.get_dict().get('md_speed') or [] for label, cost in node.outputs.training.cost.items()}
+    if any(speeds.values()):
+        paths.append(plot_md_speed(speeds, path=folder / f'architectures-speed-{node.pk}.png'))
+    return paths

@@ -4,17 +4,26 @@
 dense k-mesh) → force/energy/stress differences between the two references, per element (the seed paper: 2.80, 6.87
 and 40.20 meV/Å for LLZO, LYC and LGPS) → optionally a NEP model trained on each reference and compared downstream by
 the diffusion WorkChain (the seed paper: Γ-only LGPS labels give Ea = 0.34 eV against 0.23 eV).
+
+``sseff.study.architectures``: NEP, qNEP and MACE variants trained on the same data by ``sseff.train``, the Li
+transport of each by ``sseff.diffusion`` at the same temperatures and cell, and optionally a classical Buckingham +
+Coulomb potential (LAMMPS) as one more row → one table: force RMSE relative to NEP, Ea ± σ and whether it agrees with
+NEP's, D at one temperature, training time and MD speed (the seed paper: ~10x lower RMSE for MACE-T1, the same
+Arrhenius plot, 10-100x the cost).
 """
 
 from __future__ import annotations
 
 import numpy as np
 from aiida import orm
+from aiida.common import AttributeDict
 from aiida.engine import ToContext, WorkChain, calcfunction, if_
 
 from aiida_sseff.analysis.metrics import per_element_errors, rmse
 from aiida_sseff.data.dataset import LabelledDataset
 from aiida_sseff.units import EV_PER_A3_IN_GPA
+from aiida_sseff.utils import json_safe
+from aiida_sseff.workflows.architectures import ArchitectureTrainingWorkChain
 from aiida_sseff.workflows.diffusion import DiffusionWorkChain
 from aiida_sseff.workflows.labelling import LabellingWorkChain
 from aiida_sseff.workflows.stages import declare_stage, stage_builder, stage_requested
@@ -239,3 +248,180 @@ class ReferenceQualityWorkChain(WorkChain):
                                        self.ctx.diffusion_reference_b.outputs.results)
         self.out('transport_comparison', comparison)
         self.report(f"ΔEa (b − a) = {comparison['delta_Ea_eV']:.3f} ± {comparison['delta_Ea_err_eV']:.3f} eV")
+
+
+# ------------------------------------------------------------------------------------------------ architectures
+@calcfunction
+def tabulate_architectures(reference: orm.Str, temperature: orm.Float, kinds: orm.Dict, diffusion_failures: orm.Dict,
+                           **nodes) -> orm.Dict:
+    """The architecture table (:func:`aiida_sseff.analysis.architectures.architecture_table`) from the stored
+    test metrics, Arrhenius results and costs (``metrics__<label>``, ``transport__<label>``, ``cost__<label>``);
+    ``diffusion_failures`` ({label: exit message}) say why a row has no transport."""
+    from aiida_sseff.analysis.architectures import architecture_table, format_architecture_table
+
+    parts = {'metrics': {}, 'transport': {}, 'cost': {}}
+    for key, node in nodes.items():
+        part, label = key.split('__', 1)
+        parts[part][label] = node.get_dict()
+    rows = architecture_table(parts['metrics'], parts['transport'], parts['cost'], reference.value, temperature.value,
+                              kinds=kinds.get_dict())
+    failures = diffusion_failures.get_dict()
+    for row in rows:
+        row['diffusion_failure'] = failures.get(row['label'])
+    return orm.Dict(json_safe({'reference': reference.value, 'temperature_K': temperature.value, 'rows': rows,
+                               'markdown': format_architecture_table(rows)}))
+
+
+def _validate_architectures_study(inputs, _):
+    if not stage_requested(inputs, 'diffusion'):
+        return 'diffusion.code is required: the study compares the transport of the models'
+    if 'structure' not in inputs['diffusion']:
+        return 'diffusion.structure is required: the cell whose Li transport every model predicts'
+    architectures = inputs['training']['architectures'].get_dict() if 'architectures' in inputs['training'] else {}
+    reference = inputs['reference_architecture'].value if 'reference_architecture' in inputs else 'NEP'
+    if architectures and reference not in architectures:
+        return f'reference_architecture `{reference}` is not one of the architectures ({", ".join(architectures)})'
+    diffusion_code = inputs['diffusion']['code']
+    if diffusion_code.default_calc_job_plugin == 'sseff.gpumd':
+        not_nep = [label for label, spec in architectures.items() if spec.get('kind') != 'nep']
+        if not_nep:
+            return f'GPUMD runs NEP models only; {", ".join(not_nep)} cannot run there: use the CPU engine code'
+
+
+class ArchitecturesStudyWorkChain(WorkChain):
+    """The perspective paper's architecture comparison: NEP, qNEP and MACE variants trained on the same data
+    (``sseff.train``), the Li transport of each (``sseff.diffusion``, same temperatures, cell and MD settings) and,
+    optionally, a classical Buckingham + Coulomb potential through LAMMPS as one more row → one table (RMSE
+    relative to the reference, Ea ± σ and its agreement with the reference's, D at one temperature, cost)."""
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.expose_inputs(ArchitectureTrainingWorkChain, namespace='training',
+                           namespace_options={'help': 'sseff.train: the architectures, data, split and seeds.'})
+        declare_stage(spec, 'diffusion', 'Li transport of every trained model (sseff.diffusion), same settings each.',
+                      'The CPU engine (any model) or GPUMD (NEP models only).', extra={'structure': orm.StructureData})
+        declare_stage(spec, 'classical', 'The classical baseline (Buckingham + Coulomb, LAMMPS) as one more row.',
+                      'A LAMMPS code (aiida-lammps `lammps.base`).')
+        spec.input('reference_architecture', valid_type=orm.Str, default=lambda: orm.Str('NEP'),
+                   help='The architecture the RMSE, Ea and speed are compared against (the paper: NEP).')
+        spec.input('comparison_temperature', valid_type=orm.Float, required=False,
+                   help='Where D is compared (K); default: the lowest MD temperature (a measured, not extrapolated D).')
+        spec.inputs.validator = _validate_architectures_study
+        spec.outline(cls.run_training, cls.inspect_training, cls.run_diffusion, cls.inspect_diffusion, cls.tabulate)
+        spec.expose_outputs(ArchitectureTrainingWorkChain, namespace='training')
+        spec.output_namespace('transport', valid_type=orm.Dict, dynamic=True, help='sseff.diffusion results per model.')
+        spec.output('table', valid_type=orm.Dict, help='One row per model: RMSE (and relative), Ea, ΔEa, D, cost.')
+        spec.exit_code(401, 'ERROR_TRAINING_FAILED', message='sseff.train failed: {message}')
+        spec.exit_code(402, 'ERROR_DIFFUSION_FAILED', message='Diffusion with the {model} model failed: {message}')
+
+    @classmethod
+    def get_builder_from_protocol(cls, training_codes: dict, dataset, diffusion_code, structure, protocol=None,
+                                  architectures=None, overrides=None, classical_code=None, options=None):
+        """A ready builder: ``sseff.train``'s protocol (``training_codes``: ``{'nep': code, 'mace': code,
+        'engine': code}``) and ``sseff.diffusion``'s protocol of the same name for every model; ``overrides`` is
+        ``{'training': {...}, 'diffusion': {...}, 'classical': {...}}``."""
+        overrides = overrides or {}
+        builder = cls.get_builder()
+        training = ArchitectureTrainingWorkChain.get_builder_from_protocol(
+            training_codes.get('nep'), training_codes.get('mace'), dataset, architectures=architectures,
+            protocol=protocol, overrides=overrides.get('training'), engine_code=training_codes.get('engine'),
+            speed_structure=structure, options=options)
+        inputs = training._inputs(prune=True)
+        inputs.pop('metadata', None)
+        builder.training = inputs
+        builder.diffusion.code = diffusion_code
+        builder.diffusion.structure = structure
+        if protocol is not None:
+            builder.diffusion.protocol = orm.Str(protocol)
+        if overrides.get('diffusion'):
+            builder.diffusion.overrides = orm.Dict(overrides['diffusion'])
+        if classical_code is not None:
+            builder.classical.code = classical_code
+            if overrides.get('classical'):
+                builder.classical.overrides = orm.Dict(overrides['classical'])
+        return builder
+
+    def run_training(self):
+        inputs = AttributeDict(self.exposed_inputs(ArchitectureTrainingWorkChain, namespace='training'))
+        inputs.metadata = {'call_link_label': 'training'}
+        node = self.submit(ArchitectureTrainingWorkChain, **inputs)
+        self.report(f'submitted sseff.train <{node.pk}>')
+        return ToContext(training=node)
+
+    def inspect_training(self):
+        node = self.ctx.training
+        partial = ArchitectureTrainingWorkChain.exit_codes
+        if not node.is_finished_ok:
+            # some architectures (or speed runs) failed, the others were reported: compare those, say which failed
+            if node.exit_status not in (partial.ERROR_ARCHITECTURE_FAILED.status, partial.ERROR_SPEED_RUN_FAILED.status) \
+                    or 'models' not in node.outputs:
+                return self.exit_codes.ERROR_TRAINING_FAILED.format(message=node.exit_message)
+            self.report(f'sseff.train <{node.pk}> finished in part ({node.exit_status}): {node.exit_message}; the '
+                        'study goes on with the models it has')
+        self.out_many(self.exposed_outputs(node, ArchitectureTrainingWorkChain, namespace='training'))
+
+    def _diffusion_overrides(self, namespace) -> dict:
+        """The diffusion stage's overrides (then the namespace's own): the classical row uses the same MD settings."""
+        from aiida_sseff.protocols.utils import recursive_merge
+
+        merged = self.inputs.diffusion.overrides.get_dict() if 'overrides' in self.inputs.diffusion else {}
+        if namespace is not self.inputs.diffusion and 'overrides' in namespace:
+            merged = recursive_merge(merged, namespace.overrides.get_dict())
+        return merged
+
+    def run_diffusion(self):
+        stage = self.inputs.diffusion
+        protocol = stage.protocol.value if 'protocol' in stage else None
+        futures = {}
+        jobs = [(label, stage.code, model) for label, model in self.ctx.training.outputs.models.items()]
+        if stage_requested(self.inputs, 'classical'):
+            jobs.append(('classical', self.inputs.classical.code, None))
+        for label, code, model in jobs:
+            namespace = self.inputs.classical if label == 'classical' else stage
+            try:
+                builder = DiffusionWorkChain.get_builder_from_protocol(
+                    code, stage.structure, model=model, protocol=protocol, overrides=self._diffusion_overrides(namespace))
+            except ValueError as exception:
+                return self.exit_codes.ERROR_DIFFUSION_FAILED.format(model=label, message=str(exception))
+            builder.metadata.call_link_label = f'diffusion_{label}'
+            futures[f'diffusion_{label}'] = self.submit(builder)
+            self.report(f'submitted the diffusion of {label} <{futures[f"diffusion_{label}"].pk}>')
+        self.ctx.diffusion_labels = [label for label, _, _ in jobs]
+        return ToContext(**futures)
+
+    def inspect_diffusion(self):
+        """A model whose MD gave no diffusion (e.g. too few hops: a model can be that wrong) keeps its row, without
+        transport and with the reason; the study fails only when no model gave an Arrhenius fit."""
+        self.ctx.diffusion_failures = {}
+        for label in self.ctx.diffusion_labels:
+            node = self.ctx[f'diffusion_{label}']
+            if node.is_finished_ok:
+                self.out(f'transport.{label}', node.outputs.results)
+            else:
+                self.ctx.diffusion_failures[label] = f'[{node.exit_status}] {node.exit_message}'
+                self.report(f'the diffusion of {label} <{node.pk}> failed: {self.ctx.diffusion_failures[label]}')
+        if len(self.ctx.diffusion_failures) == len(self.ctx.diffusion_labels):
+            return self.exit_codes.ERROR_DIFFUSION_FAILED.format(
+                model='every', message='; '.join(f'{k}: {v}' for k, v in self.ctx.diffusion_failures.items()))
+        return None
+
+    def tabulate(self):
+        training = self.ctx.training.outputs
+        nodes = {f'metrics__{label}': node for label, node in training.test_metrics.items()}
+        nodes.update({f'cost__{label}': node for label, node in training.cost.items()})
+        nodes.update({f'transport__{label}': self.ctx[f'diffusion_{label}'].outputs.results
+                      for label in self.ctx.diffusion_labels if label not in self.ctx.diffusion_failures})
+        if 'comparison_temperature' in self.inputs:
+            temperature = self.inputs.comparison_temperature
+        else:
+            first = self.ctx[f'diffusion_{self.ctx.diffusion_labels[0]}']
+            temperature = orm.Float(min(float(t) for t in first.inputs.temperatures.get_list()))
+        architectures = self.inputs.training.architectures.get_dict()
+        kinds = {label: spec.get('variant', spec.get('kind')) for label, spec in architectures.items()}
+        if 'classical' in self.ctx.diffusion_labels:
+            kinds['classical'] = 'Buckingham + Coulomb (LAMMPS)'
+        table = tabulate_architectures(self.inputs.reference_architecture, temperature, orm.Dict(kinds),
+                                       orm.Dict(self.ctx.diffusion_failures), **nodes)
+        self.out('table', table)
+        self.report('architecture comparison:\n' + table['markdown'])
