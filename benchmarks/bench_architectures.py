@@ -27,7 +27,8 @@ Everything is measured in one run on one machine, so only the ratios between the
 The paper's claim (NEP one to two orders of magnitude faster than MACE) is printed beside the measured ratios, not
 asserted. Usage (set OMP_NUM_THREADS=1 for a single-threaded comparison)::
 
-    python benchmarks/bench_architectures.py --quick     # ~2-3 min: 4 training structures, 192 and 1,536 atoms
+    python benchmarks/bench_architectures.py --quick     # 4 training structures, 192 and 1,536 atoms
+                                                         # (5 min measured at load 7-11 on 2 cores)
     python benchmarks/bench_architectures.py             # fuller: 20 structures, 192 / 1,536 / 5,184 atoms,
                                                          # + the real NEP model and a balanced-size MACE
 """
@@ -245,7 +246,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--reference', type=Path, default=DEFAULT_REFERENCE,
                         help='the shared reference folder (holds llzo/nep_training/train.xyz)')
-    parser.add_argument('--quick', action='store_true', help='a ~2-3 minute run (fewer structures, steps, sizes)')
+    parser.add_argument('--quick', action='store_true', help='a few-minute run: 4 structures, 192 and 1,536 atoms')
     parser.add_argument('--md-timeout', type=float, default=600.0, help='seconds allowed for one (model, size)')
     parser.add_argument('--keep', type=Path, default=None, help='work here instead of a temporary folder')
     parser.add_argument('--md-child', help=argparse.SUPPRESS)  # internal: one MD measurement, JSON arguments
@@ -300,13 +301,17 @@ def main() -> None:
             ratio = (epoch / n) / (nep_epoch / n_train) if epoch and nep_epoch else None  # per structure
             print(f'{name:28s} {_format(epoch, "9.2f")} {_format(epoch and 1e3 * epoch / n, "13.0f")} '
                   f'{_format(ratio, "13.2f")} {result["wall_s"]:10.1f}s  {note}')
-        print(f'(training stage {training_time:.0f} s wall in all)')
+        print(f'(training stage {training_time:.0f} s wall in all)', flush=True)
 
         models = [(name, 'nep' if 'NEP' in name else 'mace', str(result['model']))
                   for name, result in trained.items() if 'model' in result]
         if mode['real_nep']:
             models.insert(1, ('NEP nep25_zbl.txt (real)', 'nep', str(args.reference / 'llzo' / 'nep25_zbl.txt')))
-        rows = []
+        print(f'\nMD speed: ASE Langevin {MD_TIMESTEP_FS:g} fs, {MD_TEMPERATURE_K:g} K, make_calculator (nep: calorine '
+              'CPUNEP; mace: MACECalculator float64), one process per row, warm-up excluded')
+        print(f'{"model":28s} {"atoms":>6s} {"steps":>5s} {"atom-steps/s":>13s} {"(wall)":>9s} '
+              f'{"ratio to NEP":>13s} {"peak MB":>8s}', flush=True)
+        rows, reference_rate = [], {}  # reference_rate: replicas -> the trained NEP's rate (measured first)
         for replicas in mode['replicas']:
             for name, kind, model in models:
                 steps, warmup = mode['md_steps'][replicas], mode['warmup']
@@ -314,24 +319,18 @@ def main() -> None:
                     if replicas not in BALANCED_MD['replicas']:
                         continue
                     steps, warmup = BALANCED_MD['steps'], BALANCED_MD['warmup']
-                result = md_speed_in_child(args.md_timeout, kind=kind, model=model,
-                                           structure_file=str(training / 'train.xyz'), replicas=replicas,
-                                           steps=steps, warmup=warmup)
-                rows.append({'model': name, 'replicas': replicas, **result})
-
-    print(f'\nMD speed: ASE Langevin {MD_TIMESTEP_FS:g} fs, {MD_TEMPERATURE_K:g} K, make_calculator (nep: calorine '
-          'CPUNEP; mace: MACECalculator float64), one process per row, warm-up excluded')
-    print(f'{"model":28s} {"atoms":>6s} {"steps":>5s} {"atom-steps/s":>13s} {"(wall)":>9s} {"ratio to NEP":>13s} '
-          f'{"peak MB":>8s}')
-    reference_rate = {row['replicas']: row['rate_cpu'] for row in rows if row['model'] == 'NEP' and 'rate_cpu' in row}
-    for row in rows:
-        atoms = 192 * row['replicas'] ** 3
-        if 'error' in row:
-            print(f'{row["model"]:28s} {atoms:6d} {"":5s} {"failed: " + row["error"]}')
-            continue
-        ratio = row['rate_cpu'] / reference_rate[row['replicas']] if row['replicas'] in reference_rate else None
-        print(f'{row["model"]:28s} {row["atoms"]:6d} {row["steps"]:5d} {row["rate_cpu"]:13.0f} '
-              f'{row["rate_wall"]:9.0f} {_format(ratio, "13.3f")} {row["peak_mb"]:8.0f}')
+                row = {'model': name, 'replicas': replicas, **md_speed_in_child(
+                    args.md_timeout, kind=kind, model=model, structure_file=str(training / 'train.xyz'),
+                    replicas=replicas, steps=steps, warmup=warmup)}
+                rows.append(row)
+                if 'error' in row:
+                    print(f'{name:28s} {192 * replicas ** 3:6d} {"":5s} failed: {row["error"]}', flush=True)
+                    continue
+                if name == 'NEP':
+                    reference_rate[replicas] = row['rate_cpu']
+                ratio = row['rate_cpu'] / reference_rate[replicas] if replicas in reference_rate else None
+                print(f'{name:28s} {row["atoms"]:6d} {row["steps"]:5d} {row["rate_cpu"]:13.0f} '
+                      f'{row["rate_wall"]:9.0f} {_format(ratio, "13.3f")} {row["peak_mb"]:8.0f}', flush=True)
 
     print(f'\nload average at the end {os.getloadavg()[0]:.1f} (1 min); atom-steps/s per CPU second.')
     print('Paper: NEP (GPUMD) is 1-2 orders of magnitude faster than MACE. Measured here, NEP (CPUNEP) / MACE:')
