@@ -32,11 +32,11 @@ def test_mace_epoch_seconds_reads_log_timestamps(bench):
     assert bench.mace_epoch_seconds('no epochs here') == []
 
 
-@pytest.mark.slow  # ~10 s of CPU, but 55 s wall on the shared 2-core machine (a neppo subprocess imports torch)
 @pytest.mark.reference
 def test_train_neppo_writes_a_model_calorine_loads(bench, reference_dir, tmp_path):
     """One full-batch neppo step on two LLZO cells: the nep.txt loads in calorine with the set's elements and the
-    benchmark's architecture, and neppo's `ms per step` was found in its log."""
+    benchmark's architecture, and neppo's `ms per step` was found in its log. 14 s at load 6.5 on the 2-core
+    machine (55 s at load 10): neppo runs as a subprocess that imports torch."""
     from calorine.nep import read_model
 
     from aiida_sseff.io.extxyz import read_train_xyz
