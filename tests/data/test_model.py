@@ -170,7 +170,7 @@ def test_charge_model_cpunep_agrees_with_neppo(aiida_profile, tmp_path, referenc
     frames = read(reference_dir / 'llzo' / 'nep_training' / 'train.xyz', index=':2')
     reference = predict(read_model(path, dtype=torch.float64), frames)
     calculator = NepModel(path).get_calculator()
-    for atoms, expected in zip(frames, reference):
+    for atoms, expected in zip(frames, reference, strict=True):
         atoms.calc = calculator
         np.testing.assert_allclose(atoms.get_forces(), expected.arrays['force_predicted'], rtol=0, atol=1e-9)
         assert atoms.get_potential_energy() / len(atoms) == pytest.approx(expected.info['energy_predicted'][0],
