@@ -112,6 +112,8 @@ NEP_KEYWORDS: dict[str, NepKeyword] = {
     'lambda_f': NepKeyword(float, (1, 1), default=1.0, doc='force loss weight >= 0'),
     'lambda_v': NepKeyword(float, (1, 1), default=0.1, doc='virial loss weight >= 0'),
     'lambda_shear': NepKeyword(float, (1, 1), doc='extra weight of the shear virial components >= 0'),
+    # GPUMD knows lambda_q since v4.3 and lambda_z since v4.8 (src/main_nep/parameters.cu of the tags); older
+    # versions abort on them, so they are written only when given
     'lambda_q': NepKeyword(float, (1, 1), doc='qNEP: weight of the total-charge loss (e/atom) >= 0 (default 0.1)'),
     'lambda_z': NepKeyword(float, (1, 1),
                            doc='qNEP: weight of the Born-effective-charge loss (e) >= 0 (default 0.5; no effect '

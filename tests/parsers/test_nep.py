@@ -196,7 +196,8 @@ QNEP_FILES = ('nep.txt', 'nep_best.txt', 'loss.out', *(f'{q}_{label}.out' for la
 @pytest.fixture(scope='module')
 def qnep_run(aiida_profile, tmp_path_factory, nep_training):
     """A REAL `neppo train --device cpu` of a charge model (charge_mode 1, tiny net, 30 AdamW steps) on 3 LLZO
-    structures with a fourth as test set, in the files the CalcJob writes; returns (directory, train, test)."""
+    structures with a fourth as test set, in the files the CalcJob writes; returns (directory, train, test). 10 s on
+    an idle core, 40-70 s on the shared CI machine, hence the tests that use it are marked slow."""
     import subprocess
     import sys
 
@@ -226,6 +227,7 @@ def _qnep_node(tmp_path, calc_job_node_factory, qnep_run, names=QNEP_FILES):
     return calc_job_node_factory('sseff.nep.train', folder, inputs)
 
 
+@pytest.mark.slow
 @pytest.mark.reference
 def test_qnep_output_parsed(tmp_path, calc_job_node_factory, qnep_run):
     """Real neppo qNEP output: the model is recorded as a potential with charges; loss holds RMSE_Q (e/atom); the
@@ -260,6 +262,7 @@ def test_qnep_output_parsed(tmp_path, calc_job_node_factory, qnep_run):
     assert sum(means[e] * n for e, n in counts.items()) == pytest.approx(total, abs=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.reference
 def test_qnep_broken_charge_file(tmp_path, calc_job_node_factory, qnep_run):
     """A charge_train.out with a half-written row is refused with the unreadable-output exit code (301)."""
