@@ -57,8 +57,9 @@ def gpumd_run_in(parameters: dict, gpumd_version: str, model_header: str | None 
     ``compute_msd`` = ``{sample_interval, n_correlation, [save_every], [all_groups]}`` (default: every 10 steps,
     lags up to half the production run; MSD of group 0 of grouping method 0, the mobile species, or of every
     group with ``all_groups: true``; ``compute_msd: null`` for none, e.g. an NPT equilibration job) and an optional ``dump`` = ``{interval, [filename], [properties],
-    [precision], [style], [velocity], [force], [mobile_only]}``. Charge-aware (qNEP) models get ``kspace ewald``
-    unless ``kspace`` says otherwise. ``dump_restart`` (steps) writes ``restart.xyz`` that often and, unless
+    [precision], [style], [velocity], [force], [mobile_only]}``. Charge-aware (qNEP) models get ``kspace pppm``
+    (GPUMD's default, written explicitly) unless ``kspace: ewald``; see
+    :class:`aiida_sseff.io.gpumd.ChargeModelSettingError` for the settings refused. ``dump_restart`` (steps) writes ``restart.xyz`` that often and, unless
     ``compute_msd.save_every`` is given, saves the MSD accumulated so far at the same steps (``msd_step<n>.out``),
     so that a run stopped by its wall time can be continued and its MSD kept. ``restart=True`` (a continuation
     from a ``restart.xyz`` as model.xyz) omits the ``velocity`` line: GPUMD keeps the file's velocities.
@@ -75,9 +76,6 @@ def gpumd_run_in(parameters: dict, gpumd_version: str, model_header: str | None 
     for key in ('pressure', 'fix'):
         if key in kwargs and kwargs[key] is not None:
             kwargs[key] = [tuple(item) for item in kwargs[key]] if key == 'fix' else tuple(kwargs[key])
-    charged = model_header is not None and 'charge' in model_header.split()[0]
-    if charged and kwargs.get('kspace') is None:
-        kwargs['kspace'] = 'ewald'  # qNEP: the long-range part needs a k-space solver
     with_msd = not ('compute_msd' in parameters and parameters['compute_msd'] is None)
     msd = dict(parameters.get('compute_msd') or {})
     unknown = sorted(set(msd) - set(_MSD_KEYS))

@@ -10,6 +10,13 @@ program (unknown keywords, keywords the program does not know, ranges), and the 
 elements of the datasets. Every architecture keyword is written explicitly to ``nep.in`` (GPUMD changed the
 ``n_max``/``basis_size`` defaults in v5.3).
 
+A charge model (qNEP: ``charge_mode`` 1 or 2 in ``parameters``) needs nothing else: GPUMD ``nep`` and ``neppo``
+train it from the same energies, forces and virials (no target charges; ``lambda_q``/``lambda_z`` weight its extra
+loss terms), write ``nep.txt`` with the header ``nep4[_zbl]_charge<mode>``, two more ``loss.out`` columns per set
+(``RMSE_Q``, total charge, e/atom; ``RMSE_Z``, Born effective charges, e) and ``charge_*.out``; GPUMD's ``nep``
+accepts only one hidden layer and ``model_type 0`` for it (``Parameters::calculate_parameters``), which the
+validator already requires of every model.
+
 Thin cells (a perpendicular width below 2 x the radial cutoff) need no special handling: GPUMD replicates such
 cells internally, and neppo and calorine's CPUNEP take all periodic images into account (checked in
 ``aiida_sseff/io/extxyz.py`` and by a training test on 7.3 Å cells with a 5 Å cutoff), so no input is refused for it.
@@ -49,8 +56,11 @@ BEST_MODEL_FILENAME = 'nep_best.txt'
 LOSS_FILENAME = 'loss.out'
 STDOUT_FILENAME = 'nep.log'
 STDERR_FILENAME = 'nep.err'
+#: ``charge_*.out`` (predicted charge per atom) and ``bec_*.out`` (Born effective charges, only with BEC targets) are
+#: written for a charge model (``charge_mode`` 1/2) by GPUMD (``src/main_nep/fitness.cu``) and neppo
+#: (``neppo/output.py``); retrieving names that a run does not write costs nothing.
 PREDICTION_FILENAMES = tuple(f'{quantity}_{label}.out' for label in ('train', 'test')
-                             for quantity in ('energy', 'force', 'virial', 'stress'))
+                             for quantity in ('energy', 'force', 'virial', 'stress', 'charge', 'bec'))
 
 
 def resolve_program(program=None, code=None) -> str:
@@ -175,7 +185,9 @@ class NepTrainCalculation(CalcJob):
     ``loss.out`` column; RMSEs in eV/atom, eV/Å), ``parity_train``/``parity_test`` (ArrayData: predicted and target
     energy per atom in eV/atom, forces eV/Å, virial eV/atom, stress GPa), ``results`` (Dict: final RMSEs in meV/atom
     and meV/Å as reported in ``loss.out`` and as recomputed from the ``*_train.out`` files), ``restart``
-    (``nep.restart`` of GPUMD, for a continuation).
+    (``nep.restart`` of GPUMD, for a continuation). For a charge model (``charge_mode`` 1/2) the parity nodes hold
+    ``charge_predicted`` (e, one per atom) and, with BEC targets, ``bec_predicted``/``bec_target``; ``loss`` has
+    the ``RMSE_Q_*``/``RMSE_Z_*`` columns and ``results`` the charge RMSEs and the mean charge of each element.
     """
 
     @classmethod

@@ -25,11 +25,13 @@ from pathlib import Path
 import numpy as np
 
 __all__ = [
+    'ChargeModelSettingError',
     'ComputeMsd',
     'GpumdRun',
     'MsdBlock',
     'MsdTimeOriginsError',
     'TrajectoryDump',
+    'is_charge_model_header',
     'make_run_in',
     'model_group_sizes',
     'msd_run',
@@ -439,6 +441,65 @@ class ComputeMsd:
         return self.n_time_origins(steps)
 
 
+class ChargeModelSettingError(ValueError):
+    """A ``run.in`` setting for the long-range part of a charge model (qNEP) that GPUMD cannot run.
+
+    Checked in GPUMD's sources (tags v4.1 ... v5.6 and the development branch): ``src/force/nep_charge.cu``
+    (``NEP_Charge::check_ewald_pppm``) reads ``kspace <ewald|pppm>`` from ``run.in`` and exits on any other
+    method or on a second parameter ("kspace must have 1 parameter"; the PPPM mesh and the Ewald splitting
+    alpha = pi / rc_radial are fixed by GPUMD); with no ``kspace`` line it uses PPPM
+    (doc/gpumd/input_parameters/kspace.rst: "The default is pppm"). The keyword exists since v4.5 (before, GPUMD's
+    ``run.cu`` aborts on it as an unknown keyword, and v4.1 ... v4.4 evaluate the reciprocal part by Ewald only);
+    charge models exist since v4.1. ``kspace`` is meaningless for a model without charges.
+    """
+
+
+#: first GPUMD version with charge models (``src/force/nep_charge.cu``) and with the ``kspace`` keyword
+GPUMD_CHARGE_MODEL_SINCE = (4, 1, 0)
+GPUMD_KSPACE_SINCE = (4, 5, 0)
+#: GPUMD's reciprocal-space solvers of a charge model; the first is its default
+KSPACE_METHODS = ('pppm', 'ewald')
+
+
+def is_charge_model_header(model_header: str | None) -> bool:
+    """Whether the first line of a ``nep.txt`` names a charge model (``nep4_charge1``, ``nep4_zbl_charge2``,
+    ``nep4_charge_vdw`` ...: GPUMD's ``Force::parse_potential`` picks ``NEP_Charge`` for any 'charge' token)."""
+    return bool(model_header) and 'charge' in str(model_header).split()[0]
+
+
+def _kspace_line(kspace: str | None, kspace_spacing, model_header: str | None, version: tuple[int, int, int]
+                 ) -> str | None:
+    """The ``kspace`` line of ``run.in`` (None: none), or :class:`ChargeModelSettingError`."""
+    if kspace_spacing is not None:
+        raise ChargeModelSettingError(
+            f'run.in: kspace spacing {kspace_spacing!r}: GPUMD\'s kspace takes one parameter, the method '
+            "(ewald or pppm), and exits with 'kspace must have 1 parameter' otherwise (src/force/nep_charge.cu); "
+            'leave kspace_spacing out')
+    if kspace is not None and kspace not in KSPACE_METHODS:
+        raise ChargeModelSettingError(f"run.in: kspace {kspace!r}: expected 'ewald' or 'pppm' (GPUMD knows no other "
+                                      'reciprocal-space method for a charge model)')
+    charged = is_charge_model_header(model_header)
+    if model_header is not None and not charged:
+        if kspace is not None:
+            raise ChargeModelSettingError(
+                f'run.in: kspace is for charge-aware NEP models (header nep*_charge*), but the model header is '
+                f'{str(model_header).split()[0]!r}: it has no charges')
+        return None
+    if charged and version < GPUMD_CHARGE_MODEL_SINCE:
+        raise ChargeModelSettingError(
+            f'the model is a charge model ({str(model_header).split()[0]}), which GPUMD runs only from v4.1 on; '
+            f'this run.in is for GPUMD {".".join(map(str, version))}')
+    if version < GPUMD_KSPACE_SINCE:
+        if kspace == 'pppm':
+            raise ChargeModelSettingError(
+                f'run.in: kspace pppm needs GPUMD >= 4.5 (GPUMD {".".join(map(str, version))} has Ewald only and no '
+                'kspace keyword); leave kspace out')
+        return None  # Ewald, the only solver of these versions; the keyword would abort them
+    if kspace is None and charged:
+        kspace = KSPACE_METHODS[0]  # GPUMD's own default, written out so that run.in says which solver ran
+    return None if kspace is None else f'kspace {kspace}'
+
+
 class MsdTimeOriginsError(ValueError):
     """``compute_msd``'s Nc leaves fewer time origins than required.
 
@@ -642,7 +703,7 @@ def make_run_in(
     Layout::
 
         potential <potential>
-        [kspace ewald | pppm [spacing]]        (qNEP models only)
+        [kspace pppm | ewald]                  (charge models, qNEP, GPUMD >= 4.5 only)
         velocity <T> [seed <n>]
         time_step <dt_fs>                      (propagates to every run)
         ensemble …  [fix …]  [dump_thermo n]  run <equilibration_steps>          (if > 0)
@@ -665,9 +726,14 @@ def make_run_in(
     min_time_origins : refuse (:class:`MsdTimeOriginsError`) a ``msd`` whose Nc leaves fewer time origins
         (``production_steps // sample_interval - Nc + 1``, GPUMD's msd.cu); 1 is GPUMD's own limit.
     trajectory : :class:`TrajectoryDump` for the production run (syntax follows ``gpumd_version``).
-    kspace, kspace_spacing : ``ewald`` or ``pppm`` [spacing Å] for charge-aware NEP models (qNEP).
-    model_header : first line of ``nep.txt`` (e.g. ``nep4_zbl 4 Li La Zr O``); if given, ``kspace`` is refused
-        for a model without ``charge`` in its type.
+    kspace : reciprocal-space solver of a charge model (qNEP, header ``nep4*_charge*``): ``pppm`` (GPUMD's default,
+        O(N log N); GPUMD's own tests find it within 1 % of Ewald, ``tests_pytest/test_kspace_consistency.py``) or
+        ``ewald`` (exact, as in training and in calorine's CPUNEP, but its cost grows as N²). None: ``pppm`` for a
+        charge model (written explicitly), no line otherwise. See :class:`ChargeModelSettingError` for what is
+        refused (a method for a model without charges, ``pppm`` before GPUMD 4.5, a charge model before 4.1).
+    kspace_spacing : refused (GPUMD's ``kspace`` takes the method only); kept so that old inputs fail by name.
+    model_header : first line of ``nep.txt`` (e.g. ``nep4_zbl 4 Li La Zr O``): decides whether a ``kspace`` line
+        is written or allowed.
     fix : ``(grouping_method, group)`` pairs frozen in both runs (``fix gid`` before GPUMD 5.3, method 0 only).
     gpumd_version : ``'X.Y[.Z]'`` or ``'dev'`` (the development branch after 5.6).
     dump_restart : write ``restart.xyz`` (model.xyz format: positions, masses, velocities, groups) every that many
@@ -690,18 +756,9 @@ def make_run_in(
     if not potential or any(c.isspace() for c in str(potential)):
         raise ValueError(f'run.in: potential {potential!r}: expected a file name without spaces.')
     lines = [f'potential {potential}']
-    if kspace is not None:
-        if kspace not in ('ewald', 'pppm'):
-            raise ValueError(f"run.in: kspace {kspace!r}: expected 'ewald' or 'pppm'.")
-        if model_header is not None and 'charge' not in model_header.split()[0]:
-            raise ValueError(f'run.in: kspace is for charge-aware NEP models (header nep*_charge*), but the model '
-                             f'header is {model_header.split()[0]!r}.')
-        line = f'kspace {kspace}'
-        if kspace_spacing is not None:
-            if kspace != 'pppm' or not 0.2 <= kspace_spacing <= 2.0:
-                raise ValueError(f'run.in: kspace spacing {kspace_spacing!r}: only for pppm, 0.2–2.0 Å.')
-            line += f' {_num(kspace_spacing)}'
-        lines.append(line)
+    kspace_line = _kspace_line(kspace, kspace_spacing, model_header, version)
+    if kspace_line is not None:
+        lines.append(kspace_line)
     if initial_velocities:
         velocity = f'velocity {_num(temperature)}'
         if velocity_seed is not None:

@@ -35,6 +35,8 @@ __all__ = [
     'NEP_KEYWORDS',
     'NepKeyword',
     'PredictionTarget',
+    'read_bec_out',
+    'read_charge_out',
     'read_energy_out',
     'read_force_out',
     'read_loss',
@@ -42,6 +44,8 @@ __all__ = [
     'read_stress_out',
     'read_training_directory',
     'read_virial_out',
+    'charge_rmse',
+    'mean_charge_by_element',
     'rmse_from_outputs',
     'loss_summary',
     'rows_follow_input_order',
@@ -100,13 +104,20 @@ NEP_KEYWORDS: dict[str, NepKeyword] = {
     'neuron': NepKeyword(int, (1, 1), architecture=True, default=30, doc='neurons of the single hidden layer, 1..120'),
     'zbl': NepKeyword(float, (1, 1), architecture=True, doc='outer ZBL cutoff in Å, 1..3 (optional)'),
     'charge_mode': NepKeyword(int, (1, 1), architecture=True,
-                              doc='0 plain NEP, 1/2 qNEP; written only when non-zero (older GPUMD lack it)'),
+                              doc='0 plain NEP; 1 qNEP with real- and reciprocal-space Coulomb, 2 qNEP with the '
+                                  'reciprocal-space part only; written only when non-zero (older GPUMD lack it)'),
     'lambda_1': NepKeyword(float, (1, 1), doc='L1 regularization weight >= 0 (absent: GPUMD automatic, neppo none)'),
     'lambda_2': NepKeyword(float, (1, 1), doc='L2 regularization weight >= 0 (absent: GPUMD automatic, neppo none)'),
     'lambda_e': NepKeyword(float, (1, 1), default=1.0, doc='energy loss weight >= 0'),
     'lambda_f': NepKeyword(float, (1, 1), default=1.0, doc='force loss weight >= 0'),
     'lambda_v': NepKeyword(float, (1, 1), default=0.1, doc='virial loss weight >= 0'),
     'lambda_shear': NepKeyword(float, (1, 1), doc='extra weight of the shear virial components >= 0'),
+    # GPUMD knows lambda_q since v4.3 and lambda_z since v4.8 (src/main_nep/parameters.cu of the tags); older
+    # versions abort on them, so they are written only when given
+    'lambda_q': NepKeyword(float, (1, 1), doc='qNEP: weight of the total-charge loss (e/atom) >= 0 (default 0.1)'),
+    'lambda_z': NepKeyword(float, (1, 1),
+                           doc='qNEP: weight of the Born-effective-charge loss (e) >= 0 (default 0.5; no effect '
+                               'without BEC targets)'),
     'type_weight': NepKeyword(float, (1, 103), doc='force weight per type, one value per element'),
     'force_delta': NepKeyword(float, (1, 1), programs=('nep',), doc='force-loss modifier in eV/Å (GPUMD only)'),
     'batch': NepKeyword(int, (1, 1), default={'nep': 1000, 'neppo': 32}, doc='structures per batch >= 1'),
@@ -298,7 +309,15 @@ def _check_values(out: dict[str, list], elements: tuple[str, ...], program: str)
             raise ValueError(f"nep.in keyword 'zbl': {out['zbl'][0]} Å exceeds the radial cutoff {rc_r} Å")
     if 'charge_mode' in out and out['charge_mode'][0] not in (0, 1, 2):
         raise ValueError(f"nep.in keyword 'charge_mode': {out['charge_mode'][0]}, expected 0, 1 or 2")
-    for key in ('lambda_1', 'lambda_2', 'lambda_e', 'lambda_f', 'lambda_v', 'lambda_shear', 'weight_decay'):
+    # lambda_q/lambda_z weight the loss terms of a charge model only (GPUMD parameters.cu, neppo nep_in.get_loss):
+    # for a plain NEP they would be silently ignored, so a forgotten charge_mode is refused here.
+    charged = out.get('charge_mode', [0])[0] != 0
+    for key in ('lambda_q', 'lambda_z'):
+        if key in out and not charged:
+            raise ValueError(f"nep.in keyword {key!r} weights a loss term of a charge model (qNEP) only; "
+                             'set charge_mode 1 or 2, or leave it out')
+    for key in ('lambda_1', 'lambda_2', 'lambda_e', 'lambda_f', 'lambda_v', 'lambda_shear', 'lambda_q', 'lambda_z',
+                'weight_decay'):
         if key in out:
             _check_range(key, out[key][0], 0.0, None)
     if 'type_weight' in out:
@@ -495,19 +514,78 @@ def read_stress_out(path: str | Path) -> PredictionTarget:
     return PredictionTarget(predicted, _mask_missing(target))
 
 
+def read_charge_out(path: str | Path) -> np.ndarray:
+    """Read ``charge_train.out``/``charge_test.out`` of a charge model (qNEP): one column, the predicted charge of
+    each atom in units of the elementary charge e, structures concatenated (no target: qNEP learns charges from
+    energies, forces and optional Born effective charges). Returns a 1-D array, one entry per atom.
+
+    These are the *raw* charges before the shift that makes each structure's total charge exact (GPUMD
+    ``Fitness::update_charge``; neppo ``output.get_prediction_rows``: ``raw_charges``), so their sum per structure
+    differs from the total charge by the error that ``RMSE_Q`` of ``loss.out`` measures.
+    Format: https://gpumd.org/nep/output_files/charge_out.html.
+    """
+    return _read_table(path, 1)[:, 0].copy()
+
+
+def read_bec_out(path: str | Path) -> PredictionTarget:
+    """Read ``bec_train.out``/``bec_test.out`` of a charge model trained on Born effective charges: 18 columns,
+    the 9 predicted then the 9 target components (xx xy xz yx yy yz zx zy zz, first index the direction of the
+    polarisation; units of e), one row per atom (GPUMD ``Fitness::update_bec`` / ``output_atomic(9, ...)``; neppo
+    writes zero targets for structures without BEC). Returns two (n_atoms, 9) arrays."""
+    return _split(_read_table(path, 18), 9)
+
+
 _READERS = {
     'energy': read_energy_out,
     'force': read_force_out,
     'virial': read_virial_out,
     'stress': read_stress_out,
+    'charge': read_charge_out,
+    'bec': read_bec_out,
 }
+
+
+def charge_rmse(charges, atoms_per_structure: Sequence[int], total_charges: Sequence[float] | None = None) -> float:
+    """RMSE of the total charge per atom (e/atom), GPUMD's ``RMSE_Q`` of ``loss.out``, from :func:`read_charge_out`.
+
+    sqrt(mean over structures of ((sum_i q_i - Q) / N)^2) with the raw charges q_i of each structure's N atoms and
+    its total charge Q (``total_charges``, default 0: neutral cells), as GPUMD's ``Dataset::get_rmse_charge`` and
+    neppo's ``losses.get_charge_errors`` define it. The rows must follow the structures' order
+    (:func:`rows_follow_input_order`). Checked on GPUMD's own ``examples/qnep_train`` (0.000976 vs 0.00098 in its
+    loss.out) and on a neppo run.
+
+    :raises ValueError: the atom counts do not add up to the number of charges.
+    """
+    charges = np.asarray(charges, dtype=float).reshape(-1)
+    counts = np.asarray(atoms_per_structure, dtype=int).reshape(-1)
+    if counts.sum() != charges.shape[0] or (counts <= 0).any():
+        raise ValueError(f'{charges.shape[0]} charges for structures of {counts.sum()} atoms in all; expected one '
+                         'charge per atom')
+    totals = np.add.reduceat(charges, np.concatenate(([0], np.cumsum(counts)[:-1])))
+    targets = np.zeros_like(totals) if total_charges is None else np.asarray(total_charges, dtype=float)
+    return float(np.sqrt(np.mean(((totals - targets) / counts) ** 2)))
+
+
+def mean_charge_by_element(charges, symbols: Sequence[str]) -> dict[str, float]:
+    """Mean predicted charge (e) of each element, from :func:`read_charge_out` and the chemical symbols of the
+    structures in the same (concatenated) order; rows follow ``train.xyz`` only where
+    :func:`rows_follow_input_order` holds.
+
+    :raises ValueError: ``charges`` and ``symbols`` differ in length.
+    """
+    charges = np.asarray(charges, dtype=float).reshape(-1)
+    symbols = np.asarray(list(symbols))
+    if charges.shape[0] != symbols.shape[0]:
+        raise ValueError(f'{charges.shape[0]} charges for {symbols.shape[0]} atoms; expected one charge per atom')
+    return {str(element): float(charges[symbols == element].mean()) for element in dict.fromkeys(symbols.tolist())}
 
 
 def read_training_directory(directory: str | Path) -> dict[str, Any]:
     """Read every NEP training output present in ``directory``.
 
     Returns ``{'loss': DataFrame | None, 'train': {...}, 'test': {...}, 'files': [names read]}`` where ``train`` and
-    ``test`` map ``'energy'``, ``'force'``, ``'virial'``, ``'stress'`` to :class:`PredictionTarget` for each
+    ``test`` map ``'energy'``, ``'force'``, ``'virial'``, ``'stress'`` (and for a charge model ``'bec'``) to
+    :class:`PredictionTarget`, and ``'charge'`` (charge model) to the array of predicted charges, for each
     ``<quantity>_<set>.out`` found (any may be absent: e.g. stress-only runs have ``stress_train.out`` without
     ``virial_train.out``; runs without test.xyz have no ``*_test.out``). Row order follows train.xyz only for a
     full batch or in prediction mode (GPUMD reorders structures otherwise).
@@ -547,6 +625,8 @@ def rmse_from_outputs(
     - ``virial_mev_per_atom``: sqrt(sum over frames with a virial target of the 6 squared component errors
       / (6 n_frames)) x 1000 (``Dataset::get_rmse_virial``).
     - ``stress_gpa``: the same over ``stress_*.out``, in GPa.
+    - ``bec_e`` (only when ``bec_*.out`` is present, charge models): RMSE of the Born-effective-charge components
+      over the atoms with targets, in e.
 
     Missing targets (NaN) are ignored; a quantity that is absent or has no targets is NaN.
     """
@@ -554,6 +634,8 @@ def rmse_from_outputs(
 
     result = {'energy_mev_per_atom': math.nan, 'force_mev_per_angstrom': math.nan,
               'virial_mev_per_atom': math.nan, 'stress_gpa': math.nan}
+    if 'bec' in outputs:
+        result['bec_e'] = math.nan
     if 'energy' in outputs:
         predicted, target = (np.asarray(a, dtype=float) for a in outputs['energy'])
         if remove_energy_shift:
@@ -566,6 +648,12 @@ def rmse_from_outputs(
         result['virial_mev_per_atom'] = 1000.0 * rmse(*outputs['virial'])
     if 'stress' in outputs:
         result['stress_gpa'] = rmse(*outputs['stress'])
+    if 'bec' in outputs:
+        # only atoms of structures with BEC targets (neppo writes zero targets for the others, GPUMD has none)
+        predicted, target = (np.asarray(a, dtype=float) for a in outputs['bec'])
+        labelled = np.any(target != 0.0, axis=1)
+        if labelled.any():
+            result['bec_e'] = rmse(predicted[labelled], target[labelled])
     return result
 
 
@@ -594,6 +682,9 @@ def virial_from_stress(stress: PredictionTarget, volume_per_atom) -> PredictionT
 DEFAULT_BATCH = {'nep': 1000, 'neppo': 32}
 
 _LOSS_COLUMNS = {'energy_mev_per_atom': 'RMSE_E', 'force_mev_per_angstrom': 'RMSE_F', 'virial_mev_per_atom': 'RMSE_V'}
+#: the extra loss.out columns of a charge model (qNEP), already in these units (GPUMD fitness.cu: RMSE of the total
+#: charge per atom, e/atom, and of the Born effective charges, e); calorine names them RMSE_Q_*/RMSE_Z_*
+_CHARGE_LOSS_COLUMNS = {'charge_e_per_atom': 'RMSE_Q', 'bec_e': 'RMSE_Z'}
 
 
 def rows_follow_input_order(program: str, batch: int | None, n_structures: int | None) -> bool:
@@ -608,8 +699,10 @@ def loss_summary(loss, has_test: bool) -> dict:
     """Last row of ``loss.out`` (DataFrame of :func:`read_loss`) as RMSEs in meV/atom, meV/Å.
 
     Returns ``{'train': {...}, 'test': {...} | None}`` with ``energy_mev_per_atom``, ``force_mev_per_angstrom``,
-    ``virial_mev_per_atom`` (None where the column is absent). GPUMD writes zeros in the test columns when there is
-    no test set, so ``test`` is None unless ``has_test``.
+    ``virial_mev_per_atom`` (None where the column is absent), and for a charge model (a ``RMSE_Q_*`` column)
+    also ``charge_e_per_atom`` and ``bec_e`` (None where absent: neppo leaves out the BEC column without BEC
+    targets, GPUMD writes 0). GPUMD writes zeros in the test columns when there is no test set, so ``test`` is None
+    unless ``has_test``.
     """
     last = loss.iloc[-1]
     result = {}
@@ -619,11 +712,14 @@ def loss_summary(loss, has_test: bool) -> dict:
             continue
         result[label] = {key: json_safe(1000.0 * last[f'{column}_{label}']) if f'{column}_{label}' in loss.columns
                          else None for key, column in _LOSS_COLUMNS.items()}
+        if any(column.startswith('RMSE_Q_') for column in loss.columns):
+            result[label].update({key: json_safe(last[f'{column}_{label}']) if f'{column}_{label}' in loss.columns
+                                  else None for key, column in _CHARGE_LOSS_COLUMNS.items()})
     return result
 
 
 def training_summary(outputs: dict, program: str | None = None, volume_per_atom: dict | None = None,
-                     rows_in_order: bool = True) -> dict:
+                     rows_in_order: bool = True, atoms_per_structure: dict | None = None) -> dict:
     """Final RMSEs of a NEP training from :func:`read_training_directory`'s result.
 
     :param outputs: ``{'loss': DataFrame | None, 'train': {...}, 'test': {...}}``.
@@ -631,6 +727,8 @@ def training_summary(outputs: dict, program: str | None = None, volume_per_atom:
     :param volume_per_atom: ``{'train': array, 'test': array}`` of V/N (Å³/atom) in the order of train.xyz/test.xyz;
         used to turn ``stress_*.out`` (GPa) into virial RMSEs (meV/atom) when ``virial_*.out`` is absent
         (stress-only GPUMD runs) and ``rows_in_order`` holds.
+    :param atoms_per_structure: ``{'train': [N, ...], 'test': [...]}`` in file order; with ``charge_*.out`` (a charge
+        model) and ``rows_in_order``, ``recomputed`` gets ``charge_e_per_atom`` (:func:`charge_rmse`, neutral cells).
     :returns: dict with ``loss_out`` (RMSEs of the last loss.out row), ``recomputed`` (RMSEs from the ``*.out``
         files: ``energy_mev_per_atom``, ``force_mev_per_angstrom``, ``virial_mev_per_atom``, ``stress_gpa``),
         ``generation`` (last reported), ``n_reports``, ``total_loss_first``/``_last``/``_min``, ``virial_from``
@@ -650,6 +748,9 @@ def training_summary(outputs: dict, program: str | None = None, volume_per_atom:
             files['virial'] = virial_from_stress(files['stress'], volume_per_atom[label])
             source = 'stress_out'
         recomputed[label] = {key: json_safe(value) for key, value in rmse_from_outputs(files).items()}
+        counts = (atoms_per_structure or {}).get(label)
+        if 'charge' in files and rows_in_order and counts is not None and sum(counts) == len(files['charge']):
+            recomputed[label]['charge_e_per_atom'] = json_safe(charge_rmse(files['charge'], counts))
         virial_from[label] = source
     summary['recomputed'] = recomputed
     summary['virial_from'] = virial_from
@@ -692,15 +793,19 @@ def summarise_training_directory(directory: str | Path, program: str = 'auto') -
             settings = read_nep_in(directory / 'nep.in')
         except ValueError:
             settings = {}  # the batch size is only needed for the row order; the default covers a missing one
-    volume_per_atom, n_structures = {}, {}
+    volume_per_atom, n_structures, atoms_per_structure = {}, {}, {}
     for label in ('train', 'test'):
         path = directory / f'{label}.xyz'
-        if outputs[label] and 'virial' not in outputs[label] and path.is_file():
+        needed = 'virial' not in outputs[label] or 'charge' in outputs[label]
+        if outputs[label] and needed and path.is_file():
             frames = read_train_xyz(path)
-            volume_per_atom[label] = [atoms.get_volume() / len(atoms) for atoms in frames]
+            if 'virial' not in outputs[label]:
+                volume_per_atom[label] = [atoms.get_volume() / len(atoms) for atoms in frames]
+            atoms_per_structure[label] = [len(atoms) for atoms in frames]
             n_structures[label] = len(frames)
     batch = int(settings.get('batch', DEFAULT_BATCH[program]))
     in_order = rows_follow_input_order(program, batch, n_structures.get('train'))
-    summary = training_summary(outputs, program, volume_per_atom, rows_in_order=in_order)
+    summary = training_summary(outputs, program, volume_per_atom, rows_in_order=in_order,
+                               atoms_per_structure=atoms_per_structure)
     summary['directory'] = str(directory)
     return summary, outputs

@@ -105,8 +105,19 @@ class NepTrainParser(Parser):
         train = getattr(self.node.inputs, 'train', None)
         n_train = train.n_structures if train is not None else None
         batch = parameters.get('batch', DEFAULT_BATCH[program])
-        summary = training_summary(outputs, program, volume_per_atom,
-                                   rows_in_order=rows_follow_input_order(program, int(batch), n_train))
+        in_order = rows_follow_input_order(program, int(batch), n_train)
+        atoms_per_structure = {}
+        for label in ('train', 'test'):
+            dataset = getattr(self.node.inputs, label, None)
+            if dataset is not None and 'charge' in (outputs.get(label) or {}):
+                atoms_per_structure[label] = [len(atoms) for atoms in dataset.get_ase()]
+        summary = training_summary(outputs, program, volume_per_atom, rows_in_order=in_order,
+                                   atoms_per_structure=atoms_per_structure)
+        summary['model_type'] = model.base.attributes.get('model_type', None)
+        summary['charge_mode'] = model.base.attributes.get('charge_mode', 0)
+        charges = self._mean_charges(outputs, in_order)
+        if charges:
+            summary['mean_charge_by_element'] = charges
         requested = int(parameters.get('generation', 100000))
         summary['generation_requested'] = requested
         if n_train is not None and outputs.get('train') and 'energy' in outputs['train']:
@@ -138,20 +149,45 @@ class NepTrainParser(Parser):
                 last_generation=done)
         return None
 
+    def _mean_charges(self, outputs: dict, in_order: bool) -> dict:
+        """Mean predicted charge (e) per element of each set with a ``charge_*.out`` (a charge model), where the rows
+        follow the dataset (neppo; GPUMD only with a full batch) and the atom count matches."""
+        from aiida_sseff.io.nep import mean_charge_by_element
+
+        result = {}
+        for label in ('train', 'test'):
+            dataset = getattr(self.node.inputs, label, None)
+            charges = (outputs.get(label) or {}).get('charge')
+            if dataset is None or charges is None or not in_order:
+                continue
+            symbols = [symbol for atoms in dataset.get_ase() for symbol in atoms.get_chemical_symbols()]
+            if len(symbols) != len(charges):
+                self.logger.warning(f'charge_{label}.out has {len(charges)} rows for {len(symbols)} atoms')
+                continue
+            result[label] = mean_charge_by_element(charges, symbols)
+        return result
+
     @staticmethod
     def _loss_node(loss) -> orm.ArrayData:
         node = orm.ArrayData()
         node.set_array('generation', np.asarray(loss.index, dtype=int))
         for column in loss.columns:
             node.set_array(str(column), loss[column].to_numpy(dtype=float))
-        node.base.attributes.set('units', {'RMSE_E': 'eV/atom', 'RMSE_F': 'eV/angstrom', 'RMSE_V': 'eV/atom'})
+        units = {'RMSE_E': 'eV/atom', 'RMSE_F': 'eV/angstrom', 'RMSE_V': 'eV/atom'}
+        if any(str(column).startswith('RMSE_Q') for column in loss.columns):
+            units.update({'RMSE_Q': 'e/atom', 'RMSE_Z': 'e'})  # the extra columns of a charge model (qNEP)
+        node.base.attributes.set('units', units)
         return node
 
     @staticmethod
     def _parity_node(files: dict) -> orm.ArrayData:
         node = orm.ArrayData()
-        units = {'energy': 'eV/atom', 'force': 'eV/angstrom', 'virial': 'eV/atom', 'stress': 'GPa'}
+        units = {'energy': 'eV/atom', 'force': 'eV/angstrom', 'virial': 'eV/atom', 'stress': 'GPa', 'charge': 'e',
+                 'bec': 'e'}
         for quantity, table in files.items():
+            if quantity == 'charge':  # charge_*.out: predictions only (qNEP learns charges without targets)
+                node.set_array('charge_predicted', np.asarray(table, dtype=float))
+                continue
             node.set_array(f'{quantity}_predicted', np.asarray(table.predicted, dtype=float))
             node.set_array(f'{quantity}_target', np.asarray(table.target, dtype=float))
         node.base.attributes.set('units', {k: v for k, v in units.items() if k in files})

@@ -168,7 +168,8 @@ def test_restart_replaces_model_xyz_and_keeps_velocities(aiida_profile, generate
 
 
 def test_qnep_model_gets_kspace(aiida_profile, generate_calc_job, gpumd_code, tmp_path):
-    """A model whose header says nep4_charge1 gets `kspace ewald` right after the potential."""
+    """A model whose header says nep4_charge1 gets `kspace pppm` (GPUMD's default solver, written out) right after
+    the potential, or `kspace ewald` when asked."""
     from aiida_sseff.analysis.descriptors import write_descriptor_model
 
     model = NepModel(write_descriptor_model(tmp_path / 'nep.txt', ['O', 'La', 'Li'], n_max=(2, 2),
@@ -177,6 +178,12 @@ def test_qnep_model_gets_kspace(aiida_profile, generate_calc_job, gpumd_code, tm
     model.base.attributes.set('model_header', 'nep4_charge1')
     with SandboxFolder() as folder:
         generate_calc_job(folder, base_inputs(gpumd_code, model))
+        lines = open(folder.get_abs_path('run.in')).read().splitlines()
+    assert lines[:2] == ['potential nep.txt', 'kspace pppm']
+    inputs = base_inputs(gpumd_code, model)
+    inputs['parameters'] = orm.Dict(dict(inputs['parameters'].get_dict(), kspace='ewald'))
+    with SandboxFolder() as folder:
+        generate_calc_job(folder, inputs)
         lines = open(folder.get_abs_path('run.in')).read().splitlines()
     assert lines[:2] == ['potential nep.txt', 'kspace ewald']
 

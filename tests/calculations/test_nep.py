@@ -74,6 +74,22 @@ def test_prepare_gpumd_nep_with_restart(tmp_path, neppo_code, cu_al):
     assert calcinfo.local_copy_list == [(restart.uuid, 'nep.restart', 'nep.restart')]
 
 
+@pytest.mark.parametrize('program', ['neppo', 'nep'])
+def test_prepare_charge_model(tmp_path, neppo_code, cu_al, cu_al_test, program):
+    """qNEP (charge_mode 1) for either program: the keyword and the charge-loss weight in nep.in after the
+    architecture, and the charge and BEC prediction files (GPUMD src/main_nep/fitness.cu, neppo/output.py) retrieved
+    with the others."""
+    params = {k: v for k, v in SMALL.items() if program == 'neppo' or k != 'output_interval'}
+    folder, calcinfo = prepare(tmp_path, code=neppo_code, program=orm.Str(program), train=cu_al, test=cu_al_test,
+                               parameters=orm.Dict({**params, 'charge_mode': 1, 'lambda_q': 0.2}))
+    lines = (folder / 'nep.in').read_text().splitlines()
+    assert lines[:8] == ['type 2 Al Cu', 'version 4', 'cutoff 5 4', 'n_max 4 4', 'basis_size 4 4', 'l_max 4 2 0',
+                         'neuron 8', 'charge_mode 1']
+    assert 'lambda_q 0.2' in lines
+    assert {'charge_train.out', 'charge_test.out', 'bec_train.out', 'bec_test.out', 'nep.txt',
+            'loss.out'} <= set(calcinfo.retrieve_list)
+
+
 def test_program_from_code(neppo_code):
     assert resolve_program(None, neppo_code) == 'neppo'
     assert resolve_program(orm.Str('nep'), neppo_code) == 'nep'
@@ -97,6 +113,8 @@ def test_program_from_code(neppo_code):
     ({'parameters': {**SMALL, 'seed': 3}, 'seed': 4}, 'seed given twice'),
     ({'parameters': {**SMALL, 'cutoff': [4, 5]}}, 'rc_A = 5.0 > rc_R = 4.0'),
     ({'restart': True}, 'neppo 1.0 cannot continue from nep.restart'),
+    ({'parameters': {**SMALL, 'lambda_q': 0.2}}, "'lambda_q' weights a loss term of a charge model (qNEP) only"),
+    ({'parameters': {**SMALL, 'charge_mode': 3}}, "'charge_mode': 3, expected 0, 1 or 2"),
 ])
 def test_refused_before_submission(neppo_code, cu_al, change, message):
     inputs = {'code': neppo_code, 'train': cu_al, 'parameters': orm.Dict(change.get('parameters', SMALL))}

@@ -114,3 +114,71 @@ def test_mace_file_that_runs_code_is_refused(aiida_profile, tmp_path):
     with pytest.warns(UserWarning, match='runs any code the file holds'):
         MaceModel(path, architecture={'elements': ['Li']}, allow_pickle=True)
     assert marker.exists()
+
+
+# ------------------------------------------------------------------------------------------- qNEP (charge models)
+
+
+def _write_neppo_charge_model(path, charge_mode: int, zbl: bool = False, seed: int = 3):
+    """An untrained qNEP for Li La Zr O written by neppo (random weights: charges of ~0.6-1 e and forces of ~2 eV/Å,
+    so two implementations can disagree visibly)."""
+    import torch
+    from neppo.nep_in import get_model
+
+    torch.manual_seed(seed)
+    settings = {'type': ['4', 'Li', 'La', 'Zr', 'O'], 'cutoff': ['5', '4'], 'n_max': ['3', '3'],
+                'basis_size': ['4', '4'], 'l_max': ['4', '2', '0'], 'neuron': ['6'], 'charge_mode': [str(charge_mode)]}
+    if zbl:
+        settings['zbl'] = ['2']
+    model = get_model(settings)
+    model.max_neighbors_radial, model.max_neighbors_angular = 200, 100  # GPUMD's neighbour-list sizes, any bound
+    model.write(path)
+    return path
+
+
+@pytest.mark.parametrize(('charge_mode', 'zbl', 'header'), [(1, False, 'nep4_charge1'), (2, True, 'nep4_zbl_charge2')])
+def test_charge_model_attributes(aiida_profile, tmp_path, charge_mode, zbl, header):
+    """A qNEP nep.txt (written by neppo) is recorded as a potential with charges, with its charge mode and header."""
+    node = NepModel(_write_neppo_charge_model(tmp_path / 'nep.txt', charge_mode, zbl)).store()
+    loaded = orm.load_node(node.pk)
+    assert loaded.base.attributes.get('model_header') == header
+    assert loaded.base.attributes.get('model_type') == 'potential_with_charges'
+    assert loaded.base.attributes.get('charge_mode') == charge_mode
+    assert (loaded.base.attributes.get('zbl') is not None) == zbl
+    assert loaded.elements == ['Li', 'La', 'Zr', 'O'] and loaded.cutoff == (5.0, 4.0)
+
+
+def test_plain_model_has_no_charges(aiida_profile, llzo_nep):
+    node = NepModel(llzo_nep)
+    assert node.base.attributes.get('model_type') == 'potential' and node.base.attributes.get('charge_mode') == 0
+
+
+@pytest.mark.reference
+@pytest.mark.parametrize('charge_mode', [1, 2])
+def test_charge_model_cpunep_agrees_with_neppo(aiida_profile, tmp_path, reference_dir, charge_mode):
+    """The calculator of a qNEP NepModel (calorine's CPUNEP, C++ nep_cpu with its own Ewald sum) and neppo's
+    prediction (PyTorch, autograd forces, float64) on the same nep.txt and two real LLZO cells (192 atoms): two
+    independent implementations of the short-range network, the charges and the electrostatics. Measured: forces
+    agree to 6e-14 eV/Å (|F| up to 7 eV/Å), energies to 3e-16 eV/atom, virials to 1e-8 GPa; the tolerances leave
+    room for summation order, not for a different Ewald splitting or a missing real-space term (the same weights
+    read as mode 1 and as mode 2 differ by 1.5 eV/Å in CPUNEP's forces)."""
+    import torch
+    from ase.io import read
+    from neppo import predict, read_model
+
+    path = _write_neppo_charge_model(tmp_path / 'nep.txt', charge_mode)
+    frames = read(reference_dir / 'llzo' / 'nep_training' / 'train.xyz', index=':2')
+    reference = predict(read_model(path, dtype=torch.float64), frames)
+    calculator = NepModel(path).get_calculator()
+    for atoms, expected in zip(frames, reference, strict=True):
+        atoms.calc = calculator
+        np.testing.assert_allclose(atoms.get_forces(), expected.arrays['force_predicted'], rtol=0, atol=1e-9)
+        assert atoms.get_potential_energy() / len(atoms) == pytest.approx(expected.info['energy_predicted'][0],
+                                                                          abs=1e-9)
+        # neppo's stress_predicted is virial/volume in GPa, the negative of ASE's stress (1 eV/Å³ = 160.21766 GPa)
+        np.testing.assert_allclose(-atoms.get_stress(voigt=True) * 160.21766208, expected.info['stress_predicted'],
+                                   atol=1e-6)
+        charges = calculator.results['charges']
+        raw = expected.arrays['charge_predicted'][:, 0]
+        np.testing.assert_allclose(charges, raw - raw.mean(), atol=1e-12)  # neutral cell: shifted raw charges
+        assert np.abs(charges).max() > 0.1  # a check of real charges, not of zeros

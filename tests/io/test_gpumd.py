@@ -364,14 +364,14 @@ def test_run_in_gpumd_5_6_line_by_line(tmp_path):
 
 
 def test_run_in_gpumd_dev_and_old_fix_line_by_line():
-    params = dict(RUN_PARAMS, equilibration_steps=0, kspace='pppm', kspace_spacing=1.5,
+    params = dict(RUN_PARAMS, equilibration_steps=0, kspace='pppm',
                   model_header='nep4_zbl_charge1 4 Li La Zr O', ensemble='npt_ber',
                   pressure=(0, 0, 0, 100, 100, 100, 1000),
                   trajectory=TrajectoryDump(interval=5000, group=(0, 0), precision='double',
                                             properties=('force', 'group')))
     assert make_run_in(gpumd_version='dev', **params).splitlines() == [
         'potential nep.txt',
-        'kspace pppm 1.5',
+        'kspace pppm',
         'velocity 1000 seed 7',
         'time_step 1',
         '',
@@ -386,6 +386,22 @@ def test_run_in_gpumd_dev_and_old_fix_line_by_line():
         interval=1000, style='dump_exyz', velocity=True, force=True))).splitlines()
     assert old[5] == 'fix 3'  # before 5.3 `fix <gid>` (grouping method 0)
     assert old[-2] == 'dump_exyz 1000 1 1'
+
+
+@pytest.mark.parametrize(('version', 'kspace', 'expected'), [
+    ('5.6', None, 'kspace pppm'),  # GPUMD's default solver for a charge model, written out
+    ('dev', 'ewald', 'kspace ewald'),
+    ('4.5', None, 'kspace pppm'),
+    ('4.4', None, None),  # no kspace keyword before 4.5 (run.cu aborts on it); Ewald is the only solver there
+    ('4.4', 'ewald', None),
+])
+def test_run_in_charge_model_kspace(version, kspace, expected):
+    """The kspace line of a charge model (qNEP) by GPUMD version; a plain model never gets one."""
+    lines = make_run_in(temperature=600, production_steps=1000, kspace=kspace, gpumd_version=version,
+                        model_header='nep4_zbl_charge2 4 Li La Zr O').splitlines()
+    assert lines[1] == (expected or 'velocity 600')
+    plain = make_run_in(temperature=600, production_steps=1000, model_header='nep4_zbl 4 Li La Zr O').splitlines()
+    assert not any(line.startswith('kspace') for line in plain)
 
 
 def test_run_in_npt_mttk():
@@ -407,6 +423,11 @@ def test_run_in_npt_mttk():
         ({'gpumd_version': '5.2', 'fix': [(1, 0)]}, 'needs GPUMD >= 5.3'),
         ({'kspace': 'ewald', 'model_header': 'nep4_zbl 4 Li La Zr O'}, 'charge-aware'),
         ({'kspace': 'p3m'}, "expected 'ewald' or 'pppm'"),
+        # GPUMD's kspace takes the method only (src/force/nep_charge.cu exits on a second parameter)
+        ({'kspace': 'pppm', 'kspace_spacing': 1.5, 'model_header': 'nep4_charge1 4 Li La Zr O'}, 'one parameter'),
+        ({'kspace': 'pppm', 'gpumd_version': '4.4', 'model_header': 'nep4_charge1 4 Li La Zr O'},
+         'kspace pppm needs GPUMD >= 4.5'),
+        ({'gpumd_version': '4.0', 'model_header': 'nep4_charge1 4 Li La Zr O'}, 'only from v4.1 on'),
         ({'ensemble': 'npt_ber'}, 'pressure must be 3 numbers'),
         ({'ensemble': 'nvt_xyz'}, "ensemble 'nvt_xyz' not supported"),
         ({'production_steps': 0}, 'production_steps: expected a positive integer'),

@@ -15,6 +15,10 @@ from aiida_sseff.analysis.metrics import rmse
 from aiida_sseff.io.extxyz import read_train_xyz, write_train_xyz
 from aiida_sseff.io.nep import (
     MISSING_TARGET,
+    charge_rmse,
+    mean_charge_by_element,
+    read_bec_out,
+    read_charge_out,
     read_energy_out,
     read_force_out,
     read_loss,
@@ -362,3 +366,131 @@ def test_summarise_training_directory(nep_training):
     assert set(outputs['train']) == {'energy', 'force', 'stress'}
     with pytest.raises(ValueError, match="program must be 'auto', 'nep' or 'neppo'; got 'gpumd'"):
         summarise_training_directory(nep_training, program='gpumd')
+
+
+# ------------------------------------------------------------------------------------------- qNEP (charge models)
+
+
+@pytest.mark.parametrize('charge_mode', [1, 2])
+def test_qnep_keywords_written_and_read_by_neppo(tmp_path, charge_mode):
+    """charge_mode 1/2 with lambda_q/lambda_z goes to nep.in, and neppo's own parser builds a charge model (QNEP)
+    whose loss weights the total charge with lambda_q (neppo.nep_in.get_loss)."""
+    from neppo.losses import ChargeLoss
+    from neppo.models import QNEP
+    from neppo.nep_in import get_loss, get_model
+    from neppo.nep_in import read_nep_in as neppo_read_nep_in
+
+    normalised = validate_nep_parameters({'cutoff': (5, 4), 'neuron': 8, 'charge_mode': charge_mode, 'lambda_q': 0.3,
+                                          'lambda_z': 0.0, 'seed': 1}, LLZO, 'neppo')
+    path = write_nep_in(normalised, tmp_path / 'nep.in')
+    lines = path.read_text().splitlines()
+    assert f'charge_mode {charge_mode}' in lines and 'lambda_q 0.3' in lines and 'lambda_z 0' in lines
+    assert read_nep_in(path) == normalised
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        settings = neppo_read_nep_in(path)
+    model = get_model(settings, tmp_path)
+    assert isinstance(model, QNEP) and model.charge_mode == charge_mode
+    charge_terms = [term for term in get_loss(settings, has_bec=False).terms if isinstance(term, ChargeLoss)]
+    assert len(charge_terms) == 1 and charge_terms[0].weight == pytest.approx(0.3 * charge_terms[0].sigma)
+    gpumd = validate_nep_parameters({'charge_mode': charge_mode, 'zbl': 2.0}, LLZO, 'nep')
+    assert gpumd['charge_mode'] == charge_mode and gpumd['zbl'] == 2.0  # nep4_zbl_charge<m>: ZBL is allowed
+
+
+@pytest.mark.parametrize(('params', 'message'), [
+    ({'lambda_q': 0.1}, "'lambda_q' weights a loss term of a charge model"),
+    ({'lambda_z': 0.5, 'charge_mode': 0}, "'lambda_z' weights a loss term of a charge model"),
+    ({'lambda_q': -0.1, 'charge_mode': 1}, "'lambda_q'"),
+    ({'charge_mode': (1, 1)}, "'charge_mode': got 2 value"),  # flip_charge: neppo refuses it
+])
+def test_qnep_validation_errors(params, message):
+    with pytest.raises(ValueError, match=message):
+        validate_nep_parameters(params, LLZO, 'neppo')
+
+
+def test_charge_rmse_and_mean_charge_by_element():
+    """GPUMD's RMSE_Q by hand: structures of 2 and 1 atoms with raw charges (0.1, -0.1) and (0.3): errors of the
+    total charge per atom 0 and 0.3 e/atom -> sqrt(0.09 / 2)."""
+    charges = [0.1, -0.1, 0.3]
+    assert charge_rmse(charges, [2, 1]) == pytest.approx(np.sqrt(0.09 / 2))
+    assert charge_rmse(charges, [2, 1], total_charges=[0.0, 0.3]) == pytest.approx(0.0, abs=1e-15)
+    with pytest.raises(ValueError, match='3 charges for structures of 4 atoms'):
+        charge_rmse(charges, [2, 2])
+    assert mean_charge_by_element(charges, ['Li', 'O', 'Li']) == pytest.approx({'Li': 0.2, 'O': -0.1})
+    with pytest.raises(ValueError, match='3 charges for 2 atoms'):
+        mean_charge_by_element(charges, ['Li', 'O'])
+
+
+def test_read_bec_out_counts_labelled_atoms_only(tmp_path):
+    """bec_*.out: 9 predicted then 9 target components per atom; atoms without targets (zeros, as neppo writes for
+    structures without BEC) do not enter the BEC RMSE."""
+    path = tmp_path / 'bec_train.out'
+    labelled = np.r_[np.eye(3).ravel() * 2.1, np.eye(3).ravel() * 2.0]
+    unlabelled = np.r_[np.full(9, 5.0), np.zeros(9)]
+    np.savetxt(path, [labelled, unlabelled])
+    table = read_bec_out(path)
+    assert table.predicted.shape == table.target.shape == (2, 9)
+    assert rmse_from_outputs({'bec': table})['bec_e'] == pytest.approx(np.sqrt(3 * 0.1 ** 2 / 9))
+    (tmp_path / 'charge_train.out').write_text('0.5\n-0.25\n')
+    np.testing.assert_allclose(read_charge_out(tmp_path / 'charge_train.out'), [0.5, -0.25])
+    assert set(read_training_directory(tmp_path)['train']) == {'bec', 'charge'}
+
+
+@pytest.fixture(scope='module')
+def neppo_qnep_run(tmp_path_factory, reference_dir):
+    """A real `neppo train --device cpu` of a charge model (charge_mode 1, tiny net, 30 steps) on 3 LLZO structures
+    (192 atoms each) with a fourth as test set: about 15 s."""
+    executable = shutil.which('neppo') or str(Path(sys.executable).parent / 'neppo')
+    if not Path(executable).exists():
+        pytest.skip('neppo executable not installed')
+    directory = tmp_path_factory.mktemp('qnep')
+    structures = read_train_xyz(reference_dir / 'llzo' / 'nep_training' / 'train.xyz')[:4]
+    params = validate_nep_parameters({'cutoff': (5, 4), 'n_max': (2, 2), 'basis_size': (4, 4), 'l_max': (4, 0, 0),
+                                      'neuron': 4, 'charge_mode': 1, 'batch': 3, 'generation': 30, 'seed': 1,
+                                      'output_interval': 10}, LLZO, 'neppo')
+    write_nep_in(params, directory / 'nep.in')
+    write_train_xyz(structures[:3], directory / 'train.xyz')
+    write_train_xyz(structures[3:], directory / 'test.xyz')
+    completed = subprocess.run([executable, 'train', str(directory), '--device', 'cpu'], capture_output=True,
+                               text=True, timeout=170)
+    assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-2000:]
+    return directory
+
+
+@pytest.mark.reference
+def test_neppo_qnep_outputs(neppo_qnep_run):
+    """The files of a real qNEP training: nep.txt says nep4_charge1; loss.out has the charge columns (no BEC column
+    without BEC targets); charge_*.out one raw charge per atom, from which the total-charge RMSE recomputed equals
+    loss.out's RMSE_Q to its 5 printed decimals (measured: 0.003870 vs 0.00387 for a 20-step run)."""
+    from aiida_sseff.io.nep import summarise_training_directory
+
+    assert (neppo_qnep_run / 'nep.txt').read_text().split()[0] == 'nep4_charge1'
+    summary, outputs = summarise_training_directory(neppo_qnep_run)
+    loss = outputs['loss']
+    assert {'RMSE_Q_train', 'RMSE_Q_test'} <= set(loss.columns) and 'RMSE_Z_train' not in loss.columns
+    assert set(outputs['train']) == {'energy', 'force', 'virial', 'stress', 'charge'}
+    assert outputs['train']['charge'].shape == (3 * 192,) and outputs['test']['charge'].shape == (192,)
+    for label in ('train', 'test'):
+        recomputed = charge_rmse(outputs[label]['charge'], [192] * (3 if label == 'train' else 1))
+        assert recomputed > 1e-5  # raw charges do not sum to zero: the check below is not 0 == 0
+        assert recomputed == pytest.approx(loss[f'RMSE_Q_{label}'].iloc[-1], abs=0.6e-5)
+        assert summary['recomputed'][label]['charge_e_per_atom'] == pytest.approx(recomputed)
+        assert summary['loss_out'][label]['charge_e_per_atom'] == loss[f'RMSE_Q_{label}'].iloc[-1]
+        assert summary['loss_out'][label]['bec_e'] is None
+
+
+@pytest.mark.reference
+def test_cpunep_charges_are_the_neutralised_raw_charges(neppo_qnep_run):
+    """calorine's CPUNEP on the trained qNEP returns per-atom charges that are neppo's raw charges (charge_train.out)
+    shifted by the structure's mean, so that the cell is neutral (measured: 1e-16 e against neppo in memory; the
+    file's %g print limits it here to ~1e-7 e)."""
+    from calorine.calculators import CPUNEP
+
+    raw = read_charge_out(neppo_qnep_run / 'charge_train.out').reshape(3, 192)
+    calculator = CPUNEP(str(neppo_qnep_run / 'nep.txt'))
+    for index, atoms in enumerate(read_train_xyz(neppo_qnep_run / 'train.xyz')):
+        atoms.calc = calculator
+        atoms.get_potential_energy()
+        charges = calculator.results['charges']
+        assert abs(charges.sum()) < 1e-12
+        np.testing.assert_allclose(charges, raw[index] - raw[index].mean(), atol=1e-6)

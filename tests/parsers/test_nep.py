@@ -183,3 +183,94 @@ def test_nan_and_flat_loss_exit_codes(tmp_path, nep_training, llzo_train, genera
     node = generate_calc_job_node(folder, llzo_train)
     _, calcfunction = NepTrainParser.parse_from_node(node, store_provenance=False)
     assert calcfunction.exit_status == NepTrainCalculation.exit_codes.ERROR_LOSS_NOT_DECREASING.status
+
+
+# ------------------------------------------------------------------------------------------- qNEP (charge models)
+
+QNEP_PARAMETERS = {'cutoff': [5, 4], 'n_max': [2, 2], 'basis_size': [4, 4], 'l_max': [4, 0, 0], 'neuron': 4,
+                   'charge_mode': 1, 'batch': 3, 'generation': 30, 'seed': 1, 'output_interval': 10}
+QNEP_FILES = ('nep.txt', 'nep_best.txt', 'loss.out', *(f'{q}_{label}.out' for label in ('train', 'test')
+                                                       for q in ('energy', 'force', 'virial', 'stress', 'charge')))
+
+
+@pytest.fixture(scope='module')
+def qnep_run(aiida_profile, tmp_path_factory, nep_training):
+    """A REAL `neppo train --device cpu` of a charge model (charge_mode 1, tiny net, 30 AdamW steps) on 3 LLZO
+    structures with a fourth as test set, in the files the CalcJob writes; returns (directory, train, test). 10 s on
+    an idle core, 40-70 s on the shared CI machine, hence the tests that use it are marked slow."""
+    import subprocess
+    import sys
+
+    from aiida_sseff.data.dataset import LabelledDataset
+    from aiida_sseff.io.extxyz import read_train_xyz, write_train_xyz
+    from aiida_sseff.io.nep import validate_nep_parameters, write_nep_in
+
+    executable = shutil.which('neppo') or str(Path(sys.executable).parent / 'neppo')
+    if not Path(executable).exists():
+        pytest.skip('neppo executable not installed')
+    structures = read_train_xyz(nep_training / 'train.xyz')[:4]
+    train, test = LabelledDataset(structures[:3]).store(), LabelledDataset(structures[3:]).store()
+    directory = tmp_path_factory.mktemp('qnep_run')
+    write_nep_in(validate_nep_parameters(QNEP_PARAMETERS, train.elements, 'neppo'), directory / 'nep.in')
+    write_train_xyz(train.get_ase(), directory / 'train.xyz')
+    write_train_xyz(test.get_ase(), directory / 'test.xyz')
+    completed = subprocess.run([executable, 'train', str(directory), '--device', 'cpu'], capture_output=True,
+                               text=True, timeout=170)
+    assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-2000:]
+    return directory, train, test
+
+
+def _qnep_node(tmp_path, calc_job_node_factory, qnep_run, names=QNEP_FILES):
+    directory, train, test = qnep_run
+    folder = retrieved(tmp_path, directory, names)
+    inputs = {'parameters': orm.Dict(QNEP_PARAMETERS), 'program': orm.Str('neppo'), 'train': train, 'test': test}
+    return calc_job_node_factory('sseff.nep.train', folder, inputs)
+
+
+@pytest.mark.slow
+@pytest.mark.reference
+def test_qnep_output_parsed(tmp_path, calc_job_node_factory, qnep_run):
+    """Real neppo qNEP output: the model is recorded as a potential with charges; loss holds RMSE_Q (e/atom); the
+    parity nodes hold one predicted charge per atom; the charge RMSE recomputed from charge_*.out equals loss.out's
+    RMSE_Q to its 5 printed decimals; the mean charge of each element adds up to the raw total charge."""
+    from aiida_sseff.io.nep import read_charge_out
+
+    directory, train, test = qnep_run
+    node = _qnep_node(tmp_path, calc_job_node_factory, qnep_run)
+    outputs, calcfunction = NepTrainParser.parse_from_node(node, store_provenance=False)
+    assert calcfunction.is_finished_ok, calcfunction.exit_message
+    model = outputs['model']
+    assert model.base.attributes.get('model_type') == 'potential_with_charges'
+    assert model.base.attributes.get('charge_mode') == 1 and model.base.attributes.get('model_header') == 'nep4_charge1'
+    loss = outputs['loss']
+    assert loss.get_array('generation').tolist() == [10, 20, 30]
+    assert loss.base.attributes.get('units')['RMSE_Q'] == 'e/atom' and 'RMSE_Z_train' not in loss.get_arraynames()
+    assert outputs['parity_train'].get_array('charge_predicted').shape == (3 * 192,)
+    assert outputs['parity_test'].get_array('charge_predicted').shape == (192,)
+    assert outputs['parity_train'].base.attributes.get('units')['charge'] == 'e'
+
+    results = outputs['results'].get_dict()
+    assert results['model_type'] == 'potential_with_charges' and results['charge_mode'] == 1
+    for label in ('train', 'test'):
+        reported = results['loss_out'][label]['charge_e_per_atom']
+        assert reported == loss.get_array(f'RMSE_Q_{label}')[-1] and reported > 1e-5
+        assert results['recomputed'][label]['charge_e_per_atom'] == pytest.approx(reported, abs=0.6e-5)
+    means = results['mean_charge_by_element']['train']
+    assert set(means) == {'Li', 'La', 'Zr', 'O'}
+    counts = {'Li': 3 * 56, 'La': 3 * 24, 'Zr': 3 * 16, 'O': 3 * 96}
+    total = read_charge_out(directory / 'charge_train.out').sum()
+    assert sum(means[e] * n for e, n in counts.items()) == pytest.approx(total, abs=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.reference
+def test_qnep_broken_charge_file(tmp_path, calc_job_node_factory, qnep_run):
+    """A charge_train.out with a half-written row is refused with the unreadable-output exit code (301)."""
+    directory, train, test = qnep_run
+    folder = retrieved(tmp_path, directory, QNEP_FILES)
+    (folder / 'charge_train.out').write_text((folder / 'charge_train.out').read_text() + '0.1 0.2\n')
+    inputs = {'parameters': orm.Dict(QNEP_PARAMETERS), 'program': orm.Str('neppo'), 'train': train, 'test': test}
+    node = calc_job_node_factory('sseff.nep.train', folder, inputs)
+    _, calcfunction = NepTrainParser.parse_from_node(node, store_provenance=False)
+    assert calcfunction.exit_status == NepTrainCalculation.exit_codes.ERROR_UNREADABLE_OUTPUT.status
+    assert 'charge_train.out' in calcfunction.exit_message
