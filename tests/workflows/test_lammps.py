@@ -192,3 +192,31 @@ def test_nvt_md_holds_temperature_and_cell(aiida_profile, lammps_code):
         assert distances.size == 0, f'atoms closer than 1.4 Å: {np.sort(distances)[:3]}'
     steps = np.linalg.norm(np.diff(positions, axis=0), axis=2)
     assert steps.max() < 2.0, 'a jump of a box length between frames: the positions are wrapped'
+
+
+@pytest.mark.slow
+@pytest.mark.reference
+def test_diffusion_workchain_on_lammps_gives_a_finite_d(aiida_profile, lammps_code):
+    """DiffusionWorkChain with the `lammps` namespace at two temperatures: the classical baseline through the same
+    analysis (diffusion_from_trajectory, arrhenius_analysis) as the ML engines, a finite D at both."""
+    structure = orm.StructureData(ase=_llzo(24))
+    builder = DiffusionWorkChain.get_builder_from_protocol(
+        lammps_code, structure, protocol='fast',
+        overrides={'temperatures': [1300.0, 1600.0],
+                   'md': {'timestep_fs': 2.0, 'equilibration_ps': 0.5, 'production_ps': 6.0, 'volume': 'input'}})
+    assert 'min_cell_width_factor' not in builder  # an ML-cutoff multiple; not applied to the Ewald potential
+    _, node = run_get_node(builder)
+    assert node.is_finished_ok, node.exit_message
+    rows = node.outputs.results['table']
+    assert [row['temperature_K'] for row in rows] == [1300.0, 1600.0]
+    for row in rows:
+        assert row['diffusive'], row['reason']
+        assert np.isfinite(row['D_cm2_s']) and row['D_cm2_s'] > 0
+        assert 0 < row['D_err_cm2_s'] < row['D_cm2_s']
+        # Li in a stable framework at 1300-1600 K: between 1e-6 and 1e-3 cm²/s (measured ~5e-5 and ~6e-5, ±10 %); a
+        # wrong unit (Å²/ps vs cm²/s is 1e-4) or a molten/exploded cell falls outside
+        assert 1e-6 < row['D_cm2_s'] < 1e-3
+    assert np.isfinite(node.outputs.results['Ea_eV'])
+    md = node.called[0] if node.called[0].process_class is LammpsMdWorkChain else \
+        next(n for n in node.called if n.process_class is LammpsMdWorkChain)
+    assert md.inputs.parameters['ensemble'] == 'nvt' and md.inputs.parameters['timestep_fs'] == 2.0
