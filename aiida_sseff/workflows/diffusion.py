@@ -21,8 +21,16 @@ from aiida_sseff.potentials.classical import classical_potential
 from aiida_sseff.protocols.utils import ProtocolMixin
 from aiida_sseff.utils import json_safe
 from aiida_sseff.workflows.gpumd import GpumdBaseWorkChain
-from aiida_sseff.workflows.lammps import LammpsMdWorkChain, lammps_potential_problem, validate_lammps_md_parameters
 from aiida_sseff.workflows.md import EngineMdBaseWorkChain
+
+try:  # aiida-lammps is optional (extras `lammps`, `dev`): without it there is no `lammps` namespace
+    from aiida_sseff.workflows.lammps import (
+        LammpsMdWorkChain,
+        lammps_potential_problem,
+        validate_lammps_md_parameters,
+    )
+except ImportError:
+    LammpsMdWorkChain = None
 
 __all__ = [
     'DEFAULT_ANALYSIS',
@@ -762,17 +770,19 @@ class DiffusionWorkChain(ProtocolMixin, WorkChain):
                                     'gpumd.restart'),
                            namespace_options={'required': False, 'populate_defaults': False,
                                               'help': 'MD on GPUMD (gpumd), through GpumdBaseWorkChain (restarts).'})
-        spec.expose_inputs(LammpsMdWorkChain, namespace='lammps', exclude=('structure', 'parameters'),
-                           namespace_options={'required': False, 'populate_defaults': False,
-                                              'help': 'MD on LAMMPS with a classical Buckingham + Coulomb potential '
-                                                      '(the classical baseline), through LammpsMdWorkChain.'})
+        all_options = [spec.inputs['engine']['md']['metadata']['options'],
+                       spec.inputs['gpumd']['gpumd']['metadata']['options']]
+        if LammpsMdWorkChain is not None:
+            spec.expose_inputs(LammpsMdWorkChain, namespace='lammps', exclude=('structure', 'parameters'),
+                               namespace_options={'required': False, 'populate_defaults': False,
+                                                  'help': 'MD on LAMMPS with a classical Buckingham + Coulomb '
+                                                          'potential (the classical baseline), LammpsMdWorkChain.'})
+            spec.inputs['lammps'].validator = None  # needs the excluded structure; _validate_inputs checks it
+            all_options.append(spec.inputs['lammps']['lammps']['metadata']['options'])
         # the CalcJobs' own validators need the excluded structure/model; the WorkChain's validator checks them
         spec.inputs['engine']['md'].validator = None
         spec.inputs['gpumd']['gpumd'].validator = None
-        spec.inputs['lammps'].validator = None
-        for options in (spec.inputs['engine']['md']['metadata']['options'],
-                        spec.inputs['gpumd']['gpumd']['metadata']['options'],
-                        spec.inputs['lammps']['lammps']['metadata']['options']):
+        for options in all_options:
             # the namespaces are not populated with defaults (only the one given is used), so a partial
             # metadata.options must not need `resources`: the CalcJob fills in its own default
             options['resources'].required = False

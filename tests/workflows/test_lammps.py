@@ -220,3 +220,16 @@ def test_diffusion_workchain_on_lammps_gives_a_finite_d(aiida_profile, lammps_co
     md = node.called[0] if node.called[0].process_class is LammpsMdWorkChain else \
         next(n for n in node.called if n.process_class is LammpsMdWorkChain)
     assert md.inputs.parameters['ensemble'] == 'nvt' and md.inputs.parameters['timestep_fs'] == 2.0
+
+
+def test_diffusion_imports_without_aiida_lammps():
+    """aiida-lammps is an optional extra: without it DiffusionWorkChain loads, with no `lammps` namespace."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['aiida_lammps'] = None\n"
+            "from aiida_sseff.workflows.diffusion import DiffusionWorkChain\n"
+            "inputs = DiffusionWorkChain.spec().inputs\n"
+            "assert 'lammps' not in inputs and 'engine' in inputs and 'gpumd' in inputs\n")
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
