@@ -233,3 +233,35 @@ def test_diffusion_imports_without_aiida_lammps():
             "assert 'lammps' not in inputs and 'engine' in inputs and 'gpumd' in inputs\n")
     result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_lammps_run_that_writes_nothing_gives_a_named_exit_code(aiida_profile, aiida_localhost,
+                                                                  aiida_code_installed):
+    aiida_localhost.set_minimum_job_poll_interval(0.0)
+    code = aiida_code_installed(label='lammps-false', default_calc_job_plugin='lammps.raw',
+                                filepath_executable='/bin/false')
+    _, node = run_get_node(LammpsMdWorkChain, structure=_small_structure(['Li', 'Li', 'O']),
+                           potential=orm.Dict({**classical_potential(), 'charges': {'Li': 0.6, 'O': -1.2}}),
+                           parameters=orm.Dict({'temperature_K': 300.0, 'n_steps': 2, 'trajectory_interval': 1}),
+                           lammps={'code': code})
+    assert node.exit_status in (310, 410), node.exit_message
+    assert 'trajectory' not in node.outputs
+
+
+@pytest.mark.reference
+def test_npt_equilibration_then_production_in_the_mean_cell(aiida_profile, lammps_code):
+    """`production_cell: equilibrated_mean`: NPT equilibration, then NVT in its mean cell. The potential's pressure at
+    the DFT cell is positive (+2.7 GPa at 0 K), so the mean cell is larger than the input (measured +1.1 % at 1000 K,
+    volume fluctuations ±1 %, the mean of 0.75 ps to a few tenths of a %); the production volume is constant."""
+    atoms = _llzo(24)
+    parameters = {'temperature_K': 1000.0, 'timestep_fs': 1.0, 'n_equilibration_steps': 1500, 'n_steps': 100,
+                  'trajectory_interval': 10, 'equilibration_ensemble': 'npt', 'production_cell': 'equilibrated_mean',
+                  'barostat_time_fs': 200.0}
+    _, node = run_get_node(LammpsMdWorkChain, structure=orm.StructureData(ase=atoms),
+                           parameters=orm.Dict(parameters), lammps={'code': lammps_code})
+    assert node.is_finished_ok, node.exit_message
+    volume = node.outputs.thermo.get_array('volume_A3')
+    np.testing.assert_allclose(volume, volume[0], rtol=1e-9)
+    assert node.outputs.thermo.base.attributes.get('initial_pressure_GPa') > 1.0
+    assert volume[0] > atoms.get_volume()
+    np.testing.assert_allclose(abs(np.linalg.det(node.outputs.trajectory.get_cells()[0])), volume[0], rtol=1e-6)
