@@ -356,8 +356,12 @@ class LammpsMdWorkChain(WorkChain):
         self.out('results', node.outputs.results)
 
     def results(self):
+        retrieved = self.ctx.calculation.outputs.retrieved
+        missing = sorted(set((_TRAJECTORY, _THERMO, _INITIAL)) - set(retrieved.base.repository.list_object_names()))
+        if missing:  # refused before the calcfunction, so that no excepted node is left in the graph
+            return self.exit_codes.ERROR_OUTPUT_UNREADABLE.format(message=f'LAMMPS wrote no {", ".join(missing)}')
         try:
-            out = lammps_md_outputs(self.ctx.calculation.outputs.retrieved, self.inputs.structure,
+            out = lammps_md_outputs(retrieved, self.inputs.structure,
                                     self.inputs.parameters, metadata={'call_link_label': 'lammps_outputs'})
         except (OSError, ValueError, KeyError, FileNotFoundError) as exception:
             return self.exit_codes.ERROR_OUTPUT_UNREADABLE.format(message=str(exception))
