@@ -1,8 +1,10 @@
 """``sseff.diffusion``: Li transport from MD at several temperatures — D(T) with honest errors, Arrhenius Ea, D0,
 extrapolated D and Nernst–Einstein σ at 300 K — every derived number a calcfunction node.
 
-MD runs either on the CPU engine (``aiida-sseff-engine md``: CPUNEP, MACE or CHGNet; namespace ``engine``) or on
-GPUMD (``sseff.gpumd``; namespace ``gpumd``); give exactly one of the two namespaces. The analysis is
+MD runs either on the CPU engine (``aiida-sseff-engine md``: CPUNEP, MACE or CHGNet; namespace ``engine``), on
+GPUMD (``sseff.gpumd``; namespace ``gpumd``), or on LAMMPS with a classical Buckingham + Coulomb potential (the
+classical baseline, :class:`~aiida_sseff.workflows.lammps.LammpsMdWorkChain`; namespace ``lammps``); give exactly one
+of the three namespaces. The analysis is
 :mod:`aiida_sseff.analysis` (FFT MSD, GLS diffusion fit with the kinisi covariance, weighted Arrhenius fit).
 """
 
@@ -15,10 +17,20 @@ from aiida.engine import ToContext, WorkChain, calcfunction, if_
 
 from aiida_sseff.analysis.geometry import replication_for_width
 from aiida_sseff.data.model import MaceModel, NepModel
+from aiida_sseff.potentials.classical import classical_potential
 from aiida_sseff.protocols.utils import ProtocolMixin
 from aiida_sseff.utils import json_safe
 from aiida_sseff.workflows.gpumd import GpumdBaseWorkChain
 from aiida_sseff.workflows.md import EngineMdBaseWorkChain
+
+try:  # aiida-lammps is optional (extras `lammps`, `dev`): without it there is no `lammps` namespace
+    from aiida_sseff.workflows.lammps import (
+        LammpsMdWorkChain,
+        lammps_potential_problem,
+        validate_lammps_md_parameters,
+    )
+except ImportError:
+    LammpsMdWorkChain = None
 
 __all__ = [
     'DEFAULT_ANALYSIS',
@@ -77,8 +89,8 @@ DEFAULT_ANALYSIS = {
     'max_abs_pressure_GPa': 0.5,  # a production run whose mean pressure is further from zero gets a warning
 }
 
-_NVT_NAMES = {'engine': 'nvt_bussi', 'gpumd': 'nvt_bdp'}
-_NPT_NAMES = {'engine': 'npt_mtk_iso', 'gpumd': 'npt_mttk'}
+_NVT_NAMES = {'engine': 'nvt_bussi', 'gpumd': 'nvt_bdp', 'lammps': 'nvt'}
+_NPT_NAMES = {'engine': 'npt_mtk_iso', 'gpumd': 'npt_mttk', 'lammps': 'npt'}
 
 
 # ------------------------------------------------------------------------------------------------ pure helpers
@@ -117,8 +129,10 @@ def resolved_volume(md: dict, engine: str) -> str:
 def md_parameters(md: dict, engine: str, temperature: float, seed: int) -> dict:
     """Parameters of one MD job from the engine-neutral ``md`` settings (see :data:`DEFAULT_MD`).
 
-    ``engine`` is ``'engine'`` (``aiida-sseff-engine md``) or ``'gpumd'``; ``md['engine_parameters']`` is merged
-    last, for anything engine-specific (e.g. ``{'ensemble': 'nvt_lan'}`` for GPUMD).
+    ``engine`` is ``'engine'`` (``aiida-sseff-engine md``), ``'gpumd'`` or ``'lammps'`` (the classical baseline,
+    :class:`~aiida_sseff.workflows.lammps.LammpsMdWorkChain`: the engine's parameter names, the NPT equilibration
+    and mean-cell production done in the LAMMPS script); ``md['engine_parameters']`` is merged last, for anything
+    engine-specific (e.g. ``{'ensemble': 'nvt_lan'}`` for GPUMD).
 
     The volume (``md.volume``): ``'equilibrated_mean'`` (default) equilibrates in NPT at ``pressure_GPa`` and runs
     the production in NVT in the mean equilibration cell: on the engine in one job (its ``equilibration_ensemble``
@@ -132,7 +146,7 @@ def md_parameters(md: dict, engine: str, temperature: float, seed: int) -> dict:
     if unknown:
         raise ValueError(f'md: unknown key(s) {unknown}; known: {sorted(DEFAULT_MD)}')
     if engine not in _NVT_NAMES:
-        raise ValueError(f"engine must be 'engine' or 'gpumd', got {engine!r}")
+        raise ValueError(f"engine must be 'engine', 'gpumd' or 'lammps', got {engine!r}")
     p = {**DEFAULT_MD, **md}
     for key in ('timestep_fs', 'production_ps', 'sample_interval_fs', 'thermostat_time_fs', 'barostat_time_fs'):
         if not float(p[key]) > 0:
@@ -155,7 +169,7 @@ def md_parameters(md: dict, engine: str, temperature: float, seed: int) -> dict:
     nvt = _NVT_NAMES[engine] if p['ensemble'] == 'nvt' else p['ensemble']
     npt = _NPT_NAMES[engine]
     pressure = float(p['pressure_GPa'])
-    if engine == 'engine':
+    if engine in ('engine', 'lammps'):
         params = {
             'ensemble': npt if volume == 'npt' else nvt, 'temperature_K': float(temperature), 'timestep_fs': dt,
             'n_steps': production, 'n_equilibration_steps': equilibration, 'thermo_interval': sample,
@@ -167,6 +181,8 @@ def md_parameters(md: dict, engine: str, temperature: float, seed: int) -> dict:
         if volume == 'equilibrated_mean':
             # keys of the engine's restart branch: NPT equilibration, production in the mean equilibration cell
             params.update({'equilibration_ensemble': npt, 'production_cell': 'equilibrated_mean'})
+        if engine == 'lammps':
+            params.pop('snapshot_interval')  # the CPU engine's structure snapshots; LAMMPS dumps the trajectory
     else:
         from aiida_sseff.io.gpumd import ComputeMsd, MsdTimeOriginsError
 
@@ -645,17 +661,20 @@ def arrhenius_analysis(analysis: orm.Dict, **runs: orm.Dict):
 
 
 # ------------------------------------------------------------------------------------------------ the WorkChain
+_ENGINES = ('engine', 'gpumd', 'lammps')
+
+
 def _engine_of(inputs) -> str | None:
-    given = [name for name in ('engine', 'gpumd') if inputs.get(name)]
+    given = [name for name in _ENGINES if inputs.get(name)]
     return given[0] if len(given) == 1 else None
 
 
 def _validate_inputs(inputs, _):
     """Refuse, before any MD runs, what cannot give a diffusion coefficient."""
-    given = [name for name in ('engine', 'gpumd') if inputs.get(name)]
+    given = [name for name in _ENGINES if inputs.get(name)]
     if len(given) != 1:
-        return 'give exactly one of the namespaces `engine` (CPU engine) or `gpumd` (GPUMD), got ' + \
-            (', '.join(given) or 'none')
+        return 'give exactly one of the namespaces `engine` (CPU engine), `gpumd` (GPUMD) or `lammps` (LAMMPS, ' \
+            'classical potential), got ' + (', '.join(given) or 'none')
     engine = given[0]
     species = inputs['mobile_species'].value if 'mobile_species' in inputs else 'Li'
     symbols = set(inputs['structure'].get_symbols_set())
@@ -693,6 +712,18 @@ def _validate_inputs(inputs, _):
     if engine == 'gpumd':
         if not isinstance(model, NepModel):
             return 'the gpumd engine needs a NEP model (`model`, a NepModel)'
+    elif engine == 'lammps':
+        if model is not None:
+            return 'the lammps engine takes its classical potential from `lammps.potential`, not a `model` input'
+        if 'min_cell_width_factor' in inputs:
+            return 'min_cell_width_factor multiplies an ML model cutoff; with the lammps engine give min_cell_width (Å)'
+        try:
+            validate_lammps_md_parameters(md_parameters(md, engine, 1000.0, 1))
+        except ValueError as exception:
+            return str(exception)
+        potential = inputs['lammps'].get('potential')
+        potential = potential.get_dict() if potential is not None else classical_potential()
+        return lammps_potential_problem(potential, inputs['structure'].get_ase().get_chemical_symbols())
     else:
         calculator = inputs['engine'].get('md', {}).get('calculator')
         kind = calculator.get_dict().get('kind') if calculator is not None else None
@@ -739,11 +770,19 @@ class DiffusionWorkChain(ProtocolMixin, WorkChain):
                                     'gpumd.restart'),
                            namespace_options={'required': False, 'populate_defaults': False,
                                               'help': 'MD on GPUMD (gpumd), through GpumdBaseWorkChain (restarts).'})
+        all_options = [spec.inputs['engine']['md']['metadata']['options'],
+                       spec.inputs['gpumd']['gpumd']['metadata']['options']]
+        if LammpsMdWorkChain is not None:
+            spec.expose_inputs(LammpsMdWorkChain, namespace='lammps', exclude=('structure', 'parameters'),
+                               namespace_options={'required': False, 'populate_defaults': False,
+                                                  'help': 'MD on LAMMPS with a classical Buckingham + Coulomb '
+                                                          'potential (the classical baseline), LammpsMdWorkChain.'})
+            spec.inputs['lammps'].validator = None  # needs the excluded structure; _validate_inputs checks it
+            all_options.append(spec.inputs['lammps']['lammps']['metadata']['options'])
         # the CalcJobs' own validators need the excluded structure/model; the WorkChain's validator checks them
         spec.inputs['engine']['md'].validator = None
         spec.inputs['gpumd']['gpumd'].validator = None
-        for options in (spec.inputs['engine']['md']['metadata']['options'],
-                        spec.inputs['gpumd']['gpumd']['metadata']['options']):
+        for options in all_options:
             # the namespaces are not populated with defaults (only the one given is used), so a partial
             # metadata.options must not need `resources`: the CalcJob fills in its own default
             options['resources'].required = False
@@ -778,8 +817,8 @@ class DiffusionWorkChain(ProtocolMixin, WorkChain):
                                   calculator=None):
         """A ready builder from ``protocols/diffusion.yaml`` (``fast``, ``balanced``, ``stringent``).
 
-        The engine follows the code: a code whose default plugin is ``sseff.gpumd`` runs GPUMD, any other the
-        CPU engine (calculator kind from the model: ``nep``, ``mace``, or ``chgnet`` without a model, unless
+        The engine follows the code: a code whose default plugin is ``sseff.gpumd`` runs GPUMD, ``lammps.raw``
+        LAMMPS with the classical potential (``model`` is then not given), any other the CPU engine (calculator kind from the model: ``nep``, ``mace``, or ``chgnet`` without a model, unless
         ``calculator`` is given). The protocol's ``min_cell_width_factor`` becomes the input of that name (the
         width follows the model's cutoff at run time). ``options`` go to the CalcJob's ``metadata.options``.
         """
@@ -793,11 +832,13 @@ class DiffusionWorkChain(ProtocolMixin, WorkChain):
         builder.analysis = orm.Dict(inputs['analysis'])
         builder.replicas = orm.Int(inputs['replicas'])
         builder.mobile_species = orm.Str(inputs['mobile_species'])
+        engine = {'sseff.gpumd': 'gpumd', 'lammps.raw': 'lammps'}.get(code.get_input_plugin_name(), 'engine')
         factor = inputs.get('min_cell_width_factor')
-        if factor and _model_cutoff(model, calculator):
+        # the factor multiplies an ML model's cutoff; the classical potential's Ewald sum counts every image anyway
+        if factor and engine != 'lammps' and _model_cutoff(model, calculator):
             builder.min_cell_width_factor = orm.Float(float(factor))
-        engine = 'gpumd' if code.get_input_plugin_name() == 'sseff.gpumd' else 'engine'
-        namespace = builder.engine.md if engine == 'engine' else builder.gpumd.gpumd
+        namespace = {'engine': builder.engine.md, 'gpumd': builder.gpumd.gpumd,
+                     'lammps': builder.lammps.lammps}[engine]
         namespace.code = code
         if engine == 'engine':
             if calculator is None:
@@ -901,6 +942,12 @@ class DiffusionWorkChain(ProtocolMixin, WorkChain):
                 inputs.md.metadata = {**dict(inputs.md.get('metadata', {})), 'label': f'md_{label}'}
                 inputs.metadata = {'label': f'md_{label}', 'call_link_label': f'md_{label}'}
                 jobs[label] = self.submit(EngineMdBaseWorkChain, **inputs)
+            elif self.ctx.engine == 'lammps':
+                inputs = AttributeDict(self.exposed_inputs(LammpsMdWorkChain, namespace='lammps'))
+                inputs.structure = self.ctx.structure
+                inputs.parameters = orm.Dict(parameters)
+                inputs.metadata = {'label': f'md_{label}', 'call_link_label': f'md_{label}'}
+                jobs[label] = self.submit(LammpsMdWorkChain, **inputs)
             else:
                 inputs = self._gpumd_inputs(f'md_{label}', parameters)
                 if label in restarts:
@@ -923,7 +970,7 @@ class DiffusionWorkChain(ProtocolMixin, WorkChain):
         for label, temperature in self.ctx.labels:
             node = self.ctx[label]
             metadata = {'call_link_label': f'diffusion_{label}'}
-            if self.ctx.engine == 'engine':
+            if self.ctx.engine in ('engine', 'lammps'):  # both give an unwrapped trajectory and thermo
                 out = diffusion_from_trajectory(node.outputs.trajectory, node.outputs.thermo, orm.Float(temperature),
                                                 self.ctx.analysis, species, metadata=metadata)
             else:

@@ -1,0 +1,1 @@
+"""Classical interatomic potentials as data (parameters with their citations), for the classical MD baseline."""
