@@ -161,3 +161,28 @@ def test_gpumd_locality_inputs_follow_the_documented_fix_syntax(tmp_path):
     with pytest.raises(SphereDoesNotFitError):
         write_gpumd_locality_inputs(tmp_path, atoms, center, 6.0, temperature=1000.0, n_snapshots=20,
                                     snapshot_interval=50)
+
+
+@pytest.mark.reference
+def test_gpumd_locality_inputs_freeze_the_sphere_in_the_gpumd_standin(reference_dir, tmp_path, gpumd_standin):
+    """The written model.xyz + run.in, run by the GPUMD stand-in (which reads run.in as GPUMD does and honours
+    ``fix``): in every dumped snapshot the atoms of the sphere are where they started, the others have moved."""
+    import shutil
+    import subprocess
+
+    atoms = llzo(reference_dir)
+    center = central_atoms(atoms, ['Li'])['Li']
+    shutil.copy(reference_dir / NEP, tmp_path / 'nep.txt')
+    write_gpumd_locality_inputs(tmp_path, atoms, center, 4.0, temperature=1000.0, n_snapshots=3,
+                                snapshot_interval=10, equilibration_steps=10, velocity_seed=5)
+    process = subprocess.run([str(gpumd_standin)], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert process.returncode == 0, process.stderr
+    frames = read(tmp_path / 'dump.xyz', index=':')
+    assert len(frames) == 3
+    frozen = read(tmp_path / 'model.xyz', format='extxyz').arrays['group'] == 1
+    start = atoms.copy()
+    start.wrap()
+    for frame in frames:
+        moved = np.linalg.norm(frame.positions - start.positions, axis=1)
+        assert moved[frozen].max() < 1e-5
+        assert np.median(moved[~frozen]) > 0.01
