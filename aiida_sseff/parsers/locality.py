@@ -6,6 +6,8 @@ import io
 
 import numpy as np
 from aiida import orm
+from aiida.parsers import Parser
+from ase import Atoms
 
 from aiida_sseff.data.dataset import LabelledDataset
 from aiida_sseff.engines.locality import RESULTS_FILENAME, SNAPSHOTS_FILENAME
@@ -48,4 +50,45 @@ class EngineLocalityParser(_EngineParser):
             snapshots = read_extxyz(repository.get_object_content(SNAPSHOTS_FILENAME, mode='rb'))
             self.out('snapshots', LabelledDataset(snapshots, require_labels=False))
         self.out('results', self._results(report))
+        return None
+
+
+class GpumdLocalityParser(Parser):
+    """dump.xyz of a GPUMD frozen-sphere run → ``snapshots`` (unlabelled), each frame tagged with ``center_index``,
+    ``r_f`` and ``snapshot``; a run that did not finish, or dumped a different number of frames, is an exit code."""
+
+    def parse(self, **kwargs):
+        from aiida_sseff.calculations.gpumd import LOG_FILENAME, STDERR_FILENAME
+        from aiida_sseff.calculations.locality import GPUMD_DUMP_FILENAME, gpumd_locality_parameters
+        from aiida_sseff.parsers.gpumd import _stderr_error, parse_log
+
+        repository = self.retrieved.base.repository
+        names = repository.list_object_names()
+        if STDERR_FILENAME in names:
+            error = _stderr_error(repository.get_object_content(STDERR_FILENAME))
+            if error is not None:
+                kind, message = error
+                code = self.exit_codes.ERROR_INPUT_REFUSED if kind == 'input' else self.exit_codes.ERROR_GPUMD_FAILED
+                return code.format(message=message)
+        if LOG_FILENAME not in names:
+            return self.exit_codes.ERROR_MISSING_LOG
+        log = parse_log(repository.get_object_content(LOG_FILENAME))
+        p = gpumd_locality_parameters(self.node.inputs.parameters.get_dict())
+        if not log['finished']:
+            return self.exit_codes.ERROR_MD_INCOMPLETE.format(message=f'{log["n_runs_completed"]} runs completed')
+        if GPUMD_DUMP_FILENAME not in names:
+            return self.exit_codes.ERROR_MISSING_OUTPUT.format(filename=GPUMD_DUMP_FILENAME)
+        try:
+            frames = read_extxyz(repository.get_object_content(GPUMD_DUMP_FILENAME, mode='rb'))
+        except ValueError as exception:
+            return self.exit_codes.ERROR_UNREADABLE_OUTPUT.format(filename=GPUMD_DUMP_FILENAME, message=str(exception))
+        if len(frames) != p['n_snapshots']:
+            return self.exit_codes.ERROR_UNREADABLE_OUTPUT.format(
+                filename=GPUMD_DUMP_FILENAME, message=f'{len(frames)} frames, expected {p["n_snapshots"]}')
+        snapshots = []
+        for index, frame in enumerate(frames):
+            clean = Atoms(frame.get_chemical_symbols(), frame.get_positions(), cell=frame.cell, pbc=True)
+            clean.info.update({'center_index': int(p['center']), 'r_f': float(p['radius']), 'snapshot': index})
+            snapshots.append(clean)
+        self.out('snapshots', LabelledDataset(snapshots, require_labels=False))
         return None

@@ -16,14 +16,22 @@ from aiida.engine import ToContext, WorkChain, calcfunction, if_
 
 from aiida_sseff.analysis.geometry import replication_for_width
 from aiida_sseff.analysis.locality import central_atoms, sigma_f
-from aiida_sseff.calculations.locality import EngineLocalityCalculation
+from aiida_sseff.calculations.engine import EngineLabelCalculation
+from aiida_sseff.calculations.locality import EngineLocalityCalculation, GpumdLocalityCalculation
+from aiida_sseff.data.dataset import LabelledDataset
 from aiida_sseff.data.model import MaceModel, NepModel
 from aiida_sseff.engines.locality import LocalityParameterError, validate_locality_parameters
 from aiida_sseff.protocols.utils import ProtocolMixin
 from aiida_sseff.utils import json_safe
 from aiida_sseff.workflows.diffusion import make_supercell
 
-__all__ = ['LocalityWorkChain', 'compare_with_model_error', 'locality_table', 'model_cutoff']
+__all__ = ['LocalityWorkChain', 'central_forces', 'compare_with_model_error', 'join_snapshots', 'locality_table',
+           'model_cutoff']
+
+#: engine parameters that the GPUMD branch uses, and their names there (GPUMD's NVT is nvt_bdp, Bussi's thermostat)
+GPUMD_PARAMETERS = {'temperature_K': 'temperature_K', 'n_snapshots': 'n_snapshots', 'snapshot_interval': 'snapshot_interval',
+                    'n_equilibration_steps': 'n_equilibration_steps', 'timestep_fs': 'timestep_fs',
+                    'margin_A': 'margin_A', 'seed': 'velocity_seed'}
 
 
 def model_cutoff(model) -> float | None:
@@ -58,6 +66,40 @@ def locality_table(forces: orm.ArrayData, species: orm.List) -> orm.ArrayData:
     table.base.attributes.set('species', names)
     table.base.attributes.set('units', {'sigma_f': 'eV/angstrom', 'radii': 'angstrom'})
     return table
+
+
+@calcfunction
+def join_snapshots(**datasets: LabelledDataset) -> LabelledDataset:
+    """The snapshots of the GPUMD runs (inputs ``point_00``, ``point_01``, …) as one dataset, in that order."""
+    structures = [atoms for key in sorted(datasets) for atoms in datasets[key].get_ase()]
+    return LabelledDataset(structures, require_labels=False)
+
+
+@calcfunction
+def central_forces(labelled: LabelledDataset, structure: orm.StructureData, layout: orm.Dict) -> orm.ArrayData:
+    """The surrogate's force on the central atom of every labelled GPUMD snapshot, in the layout of the engine's
+    ``forces`` output (centres × radii × snapshots × 3, eV/Å; ``layout``: centers, radii, n_snapshots,
+    snapshot_interval). A snapshot the label job left out is an error: σ_f would silently use fewer."""
+    from aiida_sseff.analysis.locality import frozen_sphere_mask
+
+    p = layout.get_dict()
+    centers, radii, n = p['centers'], p['radii'], p['n_snapshots']
+    forces = np.full((len(centers), len(radii), n, 3), np.nan)
+    for atoms in labelled.get_ase():
+        i = centers.index(int(atoms.info['center_index']))
+        j = int(np.argmin(np.abs(np.array(radii) - float(atoms.info['r_f']))))
+        forces[i, j, int(atoms.info['snapshot'])] = atoms.get_forces()[int(atoms.info['center_index'])]
+    if not np.isfinite(forces).all():
+        raise ValueError(f'{int(np.isnan(forces[..., 0]).sum())} snapshots have no label: the label job left them out')
+    cell = structure.get_ase()
+    node = orm.ArrayData()
+    node.set_array('forces', forces)
+    node.set_array('centers', np.array(centers, dtype=np.int64))
+    node.set_array('radii', np.array(radii, dtype=float))
+    node.set_array('n_frozen', np.array([[int(frozen_sphere_mask(cell, c, r).sum()) for r in radii] for c in centers]))
+    node.set_array('snapshot_steps', np.arange(1, n + 1, dtype=np.int64) * int(p['snapshot_interval']))
+    node.base.attributes.set('units', {'forces': 'eV/angstrom', 'radii': 'angstrom'})
+    return node
 
 
 @calcfunction
@@ -99,6 +141,11 @@ class LocalityWorkChain(ProtocolMixin, WorkChain):
     The CalcJob's inputs are exposed in ``locality`` (``code``, ``calculator``/``model`` = perturbation,
     ``surrogate_calculator``/``surrogate_model``); the work chain computes ``structure`` (replicated) and
     ``parameters`` (centres and radii added to the ``parameters`` input).
+
+    GPUMD instead: ``gpumd`` (``GpumdLocalityCalculation``: ``code``, ``model`` = the NEP of the MD) runs each
+    (centre, r_f) point with ``fix``; the snapshots are joined and labelled by the surrogate in one
+    ``EngineLabelCalculation`` (``label``: ``code``, ``calculator``, ``model``), and the central-atom forces taken from
+    those labels. Give exactly one of ``locality`` and ``gpumd`` (+ ``label``).
     """
 
     _protocol_file = 'locality.yaml'
@@ -106,7 +153,14 @@ class LocalityWorkChain(ProtocolMixin, WorkChain):
     @classmethod
     def define(cls, spec):
         super().define(spec)
-        spec.expose_inputs(EngineLocalityCalculation, namespace='locality', exclude=('structure', 'parameters'))
+        spec.expose_inputs(EngineLocalityCalculation, namespace='locality', exclude=('structure', 'parameters'),
+                           namespace_options={'required': False, 'populate_defaults': False})
+        spec.expose_inputs(GpumdLocalityCalculation, namespace='gpumd', exclude=('structure', 'parameters'),
+                           namespace_options={'required': False, 'populate_defaults': False,
+                                              'help': 'GPUMD runs the frozen-sphere MD (with `label`).'})
+        spec.expose_inputs(EngineLabelCalculation, namespace='label', exclude=('structures',),
+                           namespace_options={'required': False, 'populate_defaults': False,
+                                              'help': 'The surrogate that labels the GPUMD snapshots.'})
         spec.input('structure', valid_type=orm.StructureData, help='The electrolyte cell (replicated as needed).')
         spec.input('species', valid_type=orm.List, help='Species whose central atom is tested, e.g. [Li, La, Zr, O].')
         spec.input('radii', valid_type=orm.List, required=False, help='Frozen radii r_f (Å).')
@@ -124,8 +178,15 @@ class LocalityWorkChain(ProtocolMixin, WorkChain):
         spec.inputs.validator = cls._validate_inputs
         spec.outline(
             cls.setup,
-            cls.run_locality,
-            cls.inspect_locality,
+            if_(cls.on_gpumd)(
+                cls.run_gpumd,
+                cls.run_label,
+                cls.inspect_label,
+            ).else_(
+                cls.run_locality,
+                cls.inspect_locality,
+            ),
+            cls.tabulate,
             if_(cls.should_compare)(cls.compare),
         )
         spec.output('structure', valid_type=orm.StructureData, required=False, help='The replicated cell, if it was.')
@@ -135,10 +196,17 @@ class LocalityWorkChain(ProtocolMixin, WorkChain):
         spec.output('comparison', valid_type=orm.Dict, required=False,
                     help='The largest σ_f at r_f = 2·R_cut of compare_model against its force RMSE.')
         spec.exit_code(300, 'ERROR_LOCALITY_FAILED', message='The locality CalcJob<{pk}> failed: {message}')
+        spec.exit_code(301, 'ERROR_GPUMD_FAILED', message='The GPUMD locality run(s) failed: {message}')
+        spec.exit_code(302, 'ERROR_LABEL_FAILED', message='Labelling the GPUMD snapshots failed: {message}')
         spec.exit_code(401, 'ERROR_SPECIES_ABSENT', message='{message}')
 
     @staticmethod
     def _validate_inputs(inputs, _):
+        engine, gpumd, label = (bool(inputs.get(name)) for name in ('locality', 'gpumd', 'label'))
+        if engine == gpumd:
+            return 'give exactly one of `locality` (the CPU engine) and `gpumd` (GPUMD, with `label`)'
+        if gpumd != label:
+            return '`gpumd` needs `label` (the surrogate that labels its snapshots), and `label` is for `gpumd` only'
         if ('radii' in inputs) == ('cutoffs' in inputs):
             return 'give exactly one of `radii` (r_f) and `cutoffs` (R_cut, r_f = 2·R_cut)'
         if 'parameters' in inputs:
@@ -227,8 +295,51 @@ class LocalityWorkChain(ProtocolMixin, WorkChain):
         node = self.ctx.calculation
         if not node.is_finished_ok:
             return self.exit_codes.ERROR_LOCALITY_FAILED.format(pk=node.pk, message=node.exit_message)
-        self.out('forces', node.outputs.forces)
-        table = locality_table(node.outputs.forces, orm.List(self.ctx.species))
+        self.ctx.forces = node.outputs.forces
+
+    def on_gpumd(self):
+        return bool(self.inputs.get('gpumd'))
+
+    def _gpumd_parameters(self) -> dict:
+        given = validate_locality_parameters({**self.inputs.parameters.get_dict(), 'centers': [0], 'radii': [1.0]})
+        return {GPUMD_PARAMETERS[key]: given[key] for key in GPUMD_PARAMETERS}
+
+    def run_gpumd(self):
+        base = self._gpumd_parameters()
+        futures = {}
+        for i, center in enumerate(self.ctx.centers):
+            for j, radius in enumerate(self.ctx.radii):
+                inputs = AttributeDict(self.exposed_inputs(GpumdLocalityCalculation, 'gpumd'))
+                inputs.structure = self.ctx.structure
+                inputs.parameters = orm.Dict({**base, 'center': center, 'radius': radius})
+                futures[f'point_{i:02d}_{j:02d}'] = self.submit(GpumdLocalityCalculation, **inputs)
+        self.report(f'launched {len(futures)} GPUMD frozen-sphere runs')
+        return ToContext(**futures)
+
+    def run_label(self):
+        nodes = {key: self.ctx[key] for key in sorted(self.ctx) if key.startswith('point_')}
+        failed = [f'<{node.pk}> [{node.exit_status}] {node.exit_message}' for node in nodes.values()
+                  if not node.is_finished_ok]
+        if failed:
+            return self.exit_codes.ERROR_GPUMD_FAILED.format(message='; '.join(failed))
+        snapshots = join_snapshots(**{key: node.outputs.snapshots for key, node in nodes.items()})
+        inputs = AttributeDict(self.exposed_inputs(EngineLabelCalculation, 'label'))
+        inputs.structures = snapshots
+        node = self.submit(EngineLabelCalculation, **inputs)
+        self.report(f'labelling {snapshots.n_structures} GPUMD snapshots with {node.process_label}<{node.pk}>')
+        return ToContext(labelling=node)
+
+    def inspect_label(self):
+        node = self.ctx.labelling
+        if not node.is_finished_ok:
+            return self.exit_codes.ERROR_LABEL_FAILED.format(message=f'<{node.pk}> {node.exit_message}')
+        layout = {'centers': self.ctx.centers, 'radii': self.ctx.radii,
+                  **{key: self._gpumd_parameters()[key] for key in ('n_snapshots', 'snapshot_interval')}}
+        self.ctx.forces = central_forces(node.outputs.dataset, self.ctx.structure, orm.Dict(layout))
+
+    def tabulate(self):
+        self.out('forces', self.ctx.forces)
+        table = locality_table(self.ctx.forces, orm.List(self.ctx.species))
         self.out('sigma_f', table)
         self.ctx.table = table
         sigma = table.get_array('sigma_f')

@@ -119,3 +119,53 @@ def test_compare_model_adds_its_radius_and_replicates(aiida_profile, engine_code
     assert sigma[1] < 1e-3 * sigma[0]
     comparison = results['comparison'].get_dict()
     assert comparison['r_f_A'] == 12.0 and comparison['largest']['force_rmse_mev_per_angstrom'] == 111.0
+
+
+@pytest.mark.slow
+@pytest.mark.reference
+def test_gpumd_branch_on_the_standin_then_label_engine(aiida_profile, aiida_code_installed, engine_code, gpumd_standin,
+                                                       reference_dir):
+    """GPUMD path: one GpumdLocalityCalculation per (centre, r_f) (run by the GPUMD stand-in, which honours `fix`),
+    the snapshots joined and labelled by the NEP surrogate in one label job, the central-atom forces taken from the
+    labels. Checked: the forces are the NEP's on the dumped snapshots, the frozen atoms did not move in the dump,
+    and the table is sigma_f of those forces."""
+    from calorine.calculators import CPUNEP
+
+    gpumd = aiida_code_installed(default_calc_job_plugin='sseff.gpumd.locality', filepath_executable=str(gpumd_standin))
+    model = NepModel(reference_dir / 'llzo/nep25_zbl.txt')
+    structure = llzo_structure(reference_dir)
+    builder = LocalityWorkChain.get_builder()
+    builder.structure = structure
+    builder.species = orm.List(['Li'])
+    builder.radii = orm.List([3.0, 5.0])
+    builder.parameters = orm.Dict({'n_snapshots': 16, 'snapshot_interval': 4, 'n_equilibration_steps': 8,
+                                   'temperature_K': 1000.0, 'seed': 3})
+    builder.gpumd.code = gpumd
+    builder.gpumd.model = model
+    builder.label.code = engine_code
+    builder.label.calculator = orm.Dict({'kind': 'nep'})
+    builder.label.model = model
+    results, node = run_get_node(builder)
+    assert node.is_finished_ok, node.exit_message
+    forces = results['forces'].get_array('forces')
+    assert forces.shape == (1, 2, 16, 3)
+    runs = sorted((n for n in node.called if n.process_label == 'GpumdLocalityCalculation'),
+                  key=lambda n: n.inputs.parameters['radius'])
+    assert [n.inputs.parameters['radius'] for n in runs] == [3.0, 5.0]
+    center = int(results['forces'].get_array('centers')[0])
+    initial = structure.get_ase()
+    calculator = CPUNEP(str(reference_dir / 'llzo/nep25_zbl.txt'))
+    for j, run in enumerate(runs):
+        assert '\nfix 0 1\n' in run.outputs.retrieved.base.repository.get_object_content('run.in')
+        snapshots = run.outputs.snapshots.get_ase()
+        from aiida_sseff.analysis.locality import frozen_sphere_mask
+
+        frozen = frozen_sphere_mask(initial, center, run.inputs.parameters['radius'])
+        snapshot = snapshots[5]
+        shift = snapshot.positions[frozen] - initial.positions[frozen]
+        fractional = np.linalg.solve(initial.cell.array.T, shift.T).T
+        assert np.abs(fractional - np.round(fractional)).max() < 1e-6  # frozen, up to a wrap
+        snapshot.calc = calculator
+        np.testing.assert_allclose(forces[0, j, 5], snapshot.get_forces()[center], atol=1e-8)
+    sigma = results['sigma_f'].get_array('sigma_f')
+    assert sigma[0, 0] == pytest.approx(sigma_f(forces[0, 0]).sigma, rel=1e-12) and np.all(sigma > 0)
