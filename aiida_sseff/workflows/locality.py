@@ -28,6 +28,8 @@ from aiida_sseff.workflows.diffusion import make_supercell
 __all__ = ['LocalityWorkChain', 'central_forces', 'compare_with_model_error', 'join_snapshots', 'locality_table',
            'model_cutoff']
 
+#: snapshots σ_f needs (analysis.locality.sigma_f: 8 blocks of at least 2 values)
+MIN_SNAPSHOTS = 16
 #: engine parameters that the GPUMD branch uses, and their names there (GPUMD's NVT is nvt_bdp, Bussi's thermostat)
 GPUMD_PARAMETERS = {'temperature_K': 'temperature_K', 'n_snapshots': 'n_snapshots', 'snapshot_interval': 'snapshot_interval',
                     'n_equilibration_steps': 'n_equilibration_steps', 'timestep_fs': 'timestep_fs',
@@ -214,9 +216,12 @@ class LocalityWorkChain(ProtocolMixin, WorkChain):
             if {'centers', 'radii'} & set(parameters):
                 return '`parameters` must not hold centers or radii: the work chain sets them'
             try:
-                validate_locality_parameters({**parameters, 'centers': [0], 'radii': [1.0]})
+                validated = validate_locality_parameters({**parameters, 'centers': [0], 'radii': [1.0]})
             except LocalityParameterError as exception:
                 return f'parameters: {exception}'
+            if validated['n_snapshots'] < MIN_SNAPSHOTS:  # min_snapshots may be lowered for the engine, not for σ_f
+                return (f'parameters: n_snapshots = {validated["n_snapshots"]} is too few: σ_f and its blocked error '
+                        f'need at least {MIN_SNAPSHOTS}')
         if ('compare_metrics' in inputs) and ('compare_model' not in inputs):
             return '`compare_metrics` needs `compare_model` (its cutoff)'
         if not inputs['species'].get_list():

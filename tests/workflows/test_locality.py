@@ -169,3 +169,21 @@ def test_gpumd_branch_on_the_standin_then_label_engine(aiida_profile, aiida_code
         np.testing.assert_allclose(forces[0, j, 5], snapshot.get_forces()[center], atol=1e-8)
     sigma = results['sigma_f'].get_array('sigma_f')
     assert sigma[0, 0] == pytest.approx(sigma_f(forces[0, 0]).sigma, rel=1e-12) and np.all(sigma > 0)
+
+
+@pytest.mark.slow
+@pytest.mark.reference
+def test_chgnet_surrogate_end_to_end(aiida_profile, engine_code, reference_dir):
+    """The NEP drives the MD, CHGNet (no model file) is the surrogate, through the work chain and the CalcJob: one
+    CHGNet call per snapshot, and σ_f of Li at r_f = 3 Å above that at 5 Å (CHGNet's range is longer than both)."""
+    model = NepModel(reference_dir / 'llzo/nep25_zbl.txt')
+    builder = LocalityWorkChain.get_builder_from_protocol(engine_code, llzo_structure(reference_dir), model=model,
+                                                          surrogate_calculator={'kind': 'chgnet'}, protocol='fast',
+                                                          species=['Li'])
+    results, node = run_get_node(builder)
+    assert node.is_finished_ok, node.exit_message
+    summary = node.called[0].outputs.results
+    assert summary['surrogate_is_perturbation'] is False and summary['n_surrogate_calls'] == 2 * 16
+    table = results['sigma_f']
+    sigma, error = table.get_array('sigma_f')[0], table.get_array('sigma_f_err')[0]
+    assert sigma[0] > sigma[1] + 2 * np.hypot(*error), (sigma, error)
