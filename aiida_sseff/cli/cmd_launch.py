@@ -563,3 +563,33 @@ def pipeline_summary(node) -> dict:
             'n_structures': metrics['n_structures'],
         }
     return summary
+
+
+@cmd_launch.command('locality')
+@click.argument('structure')
+@click.option('--code', 'code_label', default='sseff-engine@localhost', show_default=True,
+              help='The aiida-sseff-engine code.')
+@click.option('--model', default=None, help='pk/uuid of the NEP or MACE model of the perturbation MD (default CHGNet).')
+@click.option('--surrogate-model', default=None,
+              help='pk/uuid of the NEP or MACE surrogate whose forces are measured (default: the MD model).')
+@click.option('--chgnet-surrogate', is_flag=True, help='CHGNet (no model file) as the surrogate.')
+@click.option('--species', default=None, help='Comma-separated species to test (default: every species).')
+@_common_options
+def cmd_launch_locality(structure, code_label, model, surrogate_model, chgnet_surrogate, species, protocol, overrides,
+                        daemon, wait):
+    """σ_f of the central atom of each species versus the frozen radius r_f for STRUCTURE (sseff.locality)."""
+    from aiida_sseff.data.model import MaceModel, NepModel
+    from aiida_sseff.workflows.locality import LocalityWorkChain
+
+    if surrogate_model and chgnet_surrogate:
+        raise click.BadParameter('give either --surrogate-model or --chgnet-surrogate', param_hint='--surrogate-model')
+    structure_node = load_structure_file(structure)
+    code = load_code_option(code_label, '--code', ENGINE_PLUGINS)
+    model = load_node_option(model, '--model', (NepModel, MaceModel)) if model else None
+    surrogate = load_node_option(surrogate_model, '--surrogate-model', (NepModel, MaceModel)) if surrogate_model \
+        else None
+    builder = LocalityWorkChain.get_builder_from_protocol(
+        code, structure_node, surrogate_model=surrogate, model=model, protocol=protocol,
+        overrides=load_overrides(overrides), surrogate_calculator={'kind': 'chgnet'} if chgnet_surrogate else None,
+        species=[s.strip() for s in species.split(',')] if species else None)
+    report_end(run_builder(builder, 'locality', daemon, wait), 'locality')

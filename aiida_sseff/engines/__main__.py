@@ -2,8 +2,10 @@
 
     aiida-sseff-engine md     [--input engine.json]   # reads structure.xyz
     aiida-sseff-engine label  [--input engine.json]   # reads structures.xyz
+    aiida-sseff-engine locality [--input engine.json] # reads structure.xyz (see engines/locality.py)
 
-``engine.json`` holds ``{"calculator": {...spec...}, "parameters": {...}}`` and, for md, optionally
+``engine.json`` holds ``{"calculator": {...spec...}, "parameters": {...}}`` (for locality also an optional
+``"surrogate": {...spec...}``; without it the MD model is the surrogate) and, for md, optionally
 ``"checkpoint": "restart.npz"`` (continue from that checkpoint) and ``"wall_time_s": 3540`` (stop cleanly, with a
 checkpoint, after that many seconds). Whatever happens, ``report.json`` is written with a ``status`` the parser maps
 to an exit code: ``ok``, ``out_of_walltime``, ``invalid_input``, ``unknown_element``, ``md_unstable``,
@@ -77,7 +79,7 @@ def _run_label(config: dict, directory: Path) -> dict:
 def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     parser = argparse.ArgumentParser(prog='aiida-sseff-engine', description=__doc__.split('\n\n')[0])
-    parser.add_argument('task', choices=('md', 'label'))
+    parser.add_argument('task', choices=('md', 'label', 'locality'))
     parser.add_argument('--input', default='engine.json', help='engine input (JSON)')
     parser.add_argument('--directory', default='.', help='working directory')
     args = parser.parse_args(argv)
@@ -91,7 +93,14 @@ def main(argv: list[str] | None = None) -> int:
         from aiida_sseff.engines.calculators import validate_spec
 
         config['calculator'] = validate_spec(config.get('calculator', {}))
-        report = _run_md(config, directory, started) if args.task == 'md' else _run_label(config, directory)
+        if args.task == 'md':
+            report = _run_md(config, directory, started)
+        elif args.task == 'label':
+            report = _run_label(config, directory)
+        else:
+            from aiida_sseff.engines.locality import run_from_config
+
+            report = run_from_config(config, directory)
     except (CalculatorSpecError, MdParameterError, FileNotFoundError, json.JSONDecodeError) as exception:
         report = {'status': 'invalid_input', 'message': str(exception)}
     except UnknownElementError as exception:
