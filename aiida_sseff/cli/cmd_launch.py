@@ -423,7 +423,7 @@ def cmd_launch_reference_quality(structures, labeller, code_label, protocols, tr
 @click.option('--engine-code', 'engine_code_label', default='sseff-engine@localhost', show_default=True,
               help='The CPU engine: MD speed runs and the diffusion MD of every model.')
 @click.option('--lammps-code', 'lammps_code_label', default=None,
-              help='A LAMMPS code (aiida-lammps `lammps.base`): adds the classical Buckingham + Coulomb baseline.')
+              help='A LAMMPS code (aiida-lammps `lammps.raw`): adds the classical Buckingham + Coulomb baseline.')
 @_common_options
 def cmd_launch_architectures(dataset, structure, labels, reference, nep_code_label, mace_code_label,  # noqa: PLR0913
                              engine_code_label, lammps_code_label, protocol, overrides, daemon, wait):
@@ -454,7 +454,7 @@ def cmd_launch_architectures(dataset, structure, labels, reference, nep_code_lab
         codes['nep'] = load_code_option(nep_code_label, '--nep-code', TRAINING_PLUGINS)
     if 'mace' in kinds:
         codes['mace'] = load_code_option(mace_code_label, '--mace-code', ('sseff.mace.train',))
-    classical = load_code_option(lammps_code_label, '--lammps-code', ('lammps.base',)) if lammps_code_label else None
+    classical = load_code_option(lammps_code_label, '--lammps-code', ('lammps.raw',)) if lammps_code_label else None
     builder = ArchitecturesStudyWorkChain.get_builder_from_protocol(
         codes, dataset_node, codes['engine'], structure_node, protocol=protocol, architectures=architectures,
         overrides=load_overrides(overrides), classical_code=classical)

@@ -154,9 +154,9 @@ def ensure_mace_code(computer, label: str = MACE_CODE_LABEL):
 
 
 def ensure_lammps_code(computer, label: str = LAMMPS_CODE_LABEL):
-    """LAMMPS (``lmp``, Debian's package) for aiida-lammps' ``lammps.base``: the classical baseline."""
+    """LAMMPS (``lmp``, Debian's package) for aiida-lammps' ``lammps.raw`` (the script our LammpsMdWorkChain writes): the classical baseline."""
     return _ensure_optional_code(computer, label, ('lmp', 'lmp_serial', 'lmp_mpi'),
-                                 "install the 'lammps' extra and LAMMPS (Debian: apt install lammps)", 'lammps.base',
+                                 "install the 'lammps' extra and LAMMPS (Debian: apt install lammps)", 'lammps.raw',
                                  'LAMMPS: the classical Buckingham + Coulomb baseline', needs_plugin=True)
 
 

@@ -302,7 +302,7 @@ class ArchitecturesStudyWorkChain(WorkChain):
         declare_stage(spec, 'diffusion', 'Li transport of every trained model (sseff.diffusion), same settings each.',
                       'The CPU engine (any model) or GPUMD (NEP models only).', extra={'structure': orm.StructureData})
         declare_stage(spec, 'classical', 'The classical baseline (Buckingham + Coulomb, LAMMPS) as one more row.',
-                      'A LAMMPS code (aiida-lammps `lammps.base`).')
+                      'A LAMMPS code (aiida-lammps `lammps.raw`).')
         spec.input('reference_architecture', valid_type=orm.Str, default=lambda: orm.Str('NEP'),
                    help='The architecture the RMSE, Ea and speed are compared against (the paper: NEP).')
         spec.input('comparison_temperature', valid_type=orm.Float, required=False,

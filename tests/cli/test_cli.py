@@ -36,7 +36,7 @@ def test_setup_is_idempotent(aiida_profile, aiida_localhost):
     # the MACE trainer (mace-torch is in the dev extras) and, where LAMMPS and aiida-lammps are installed, LAMMPS
     assert orm.load_code('sseff-mace@localhost').default_calc_job_plugin == 'sseff.mace.train'
     if 'Skipping the lammps code' not in first.output:
-        assert orm.load_code('lammps@localhost').default_calc_job_plugin == 'lammps.base'
+        assert orm.load_code('lammps@localhost').default_calc_job_plugin == 'lammps.raw'
 
 
 def test_dataset_import_show_export(aiida_profile, tmp_path):
