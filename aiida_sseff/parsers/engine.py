@@ -49,6 +49,16 @@ class _EngineParser(Parser):
     def _has(self, filename: str) -> bool:
         return filename in self.retrieved.base.repository.list_object_names()
 
+    def _finished_report(self, output_filename: str):
+        """``(report, None)`` of a run that finished ok and wrote ``output_filename``; else ``(None, exit code)``
+        (no or unreadable report, the engine's own failure status, the output file missing)."""
+        report, exit_code = self._read_report()
+        if exit_code is None:
+            exit_code = self._status_exit_code(report)
+        if exit_code is None and not self._has(output_filename):
+            exit_code = self.exit_codes.ERROR_MISSING_OUTPUT.format(filename=output_filename)
+        return (None, exit_code) if exit_code else (report, None)
+
     def _results(self, report: dict) -> orm.Dict:
         return orm.Dict({k: v for k, v in report.items() if k not in ('status', 'traceback')})
 
@@ -165,14 +175,9 @@ class EngineLabelParser(_EngineParser):
     """labelled.xyz → ``sseff.dataset``; failed structures listed in ``results``."""
 
     def parse(self, **kwargs):
-        report, exit_code = self._read_report()
+        report, exit_code = self._finished_report('labelled.xyz')
         if exit_code:
             return exit_code
-        exit_code = self._status_exit_code(report)
-        if exit_code:
-            return exit_code
-        if not self._has('labelled.xyz'):
-            return self.exit_codes.ERROR_MISSING_OUTPUT.format(filename='labelled.xyz')
         try:
             dataset = LabelledDataset(read_extxyz(self.retrieved.base.repository.get_object_content('labelled.xyz',
                                                                                                   mode='rb')))

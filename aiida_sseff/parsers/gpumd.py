@@ -57,6 +57,23 @@ def _stderr_error(text: str) -> tuple[str, str] | None:
     return None
 
 
+def read_gpumd_log(parser: Parser):
+    """``(log, None)`` from the retrieved GPUMD stdout (:func:`parse_log`), or ``(None, exit code)`` when GPUMD's
+    stderr holds an error (``ERROR_INPUT_REFUSED`` for its input errors, else ``ERROR_GPUMD_FAILED``) or there is no
+    log (``ERROR_MISSING_LOG``); for every parser of a GPUMD job."""
+    repository = parser.retrieved.base.repository
+    names = repository.list_object_names()
+    if STDERR_FILENAME in names:
+        error = _stderr_error(repository.get_object_content(STDERR_FILENAME))
+        if error is not None:
+            kind, message = error
+            code = parser.exit_codes.ERROR_INPUT_REFUSED if kind == 'input' else parser.exit_codes.ERROR_GPUMD_FAILED
+            return None, code.format(message=message)
+    if LOG_FILENAME not in names:
+        return None, parser.exit_codes.ERROR_MISSING_LOG
+    return parse_log(repository.get_object_content(LOG_FILENAME)), None
+
+
 #: largest deviation of msd.out's total MSD from the one recomputed from the unwrapped dump, relative to the
 #: largest MSD: both are printed with about 6 significant digits (``%g``), so honest files agree to ~1e-4; GPUMD's bug
 #: in unwrapped positions under variable cells gave deviations of order 1
@@ -113,15 +130,9 @@ class GpumdParser(Parser):
     def parse(self, **kwargs):
         names = self._names()
         parameters = self._parameters()
-        if STDERR_FILENAME in names:
-            error = _stderr_error(self._text(STDERR_FILENAME))
-            if error is not None:
-                kind, message = error
-                code = self.exit_codes.ERROR_INPUT_REFUSED if kind == 'input' else self.exit_codes.ERROR_GPUMD_FAILED
-                return code.format(message=message)
-        if LOG_FILENAME not in names:
-            return self.exit_codes.ERROR_MISSING_LOG
-        log = parse_log(self._text(LOG_FILENAME))
+        log, exit_code = read_gpumd_log(self)
+        if exit_code:
+            return exit_code
         self._version = log['gpumd_version']
         expected_runs = 1 + (int(parameters.get('equilibration_steps', 0) or 0) > 0) if parameters else None
         if not log['finished'] or (expected_runs is not None and log['n_runs_completed'] < expected_runs):

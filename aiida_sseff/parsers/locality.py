@@ -22,14 +22,9 @@ class EngineLocalityParser(_EngineParser):
     """locality.npz → ``forces`` (ArrayData), snapshots.xyz → ``snapshots``, report.json → ``results``."""
 
     def parse(self, **kwargs):
-        report, exit_code = self._read_report()
+        report, exit_code = self._finished_report(RESULTS_FILENAME)
         if exit_code:
             return exit_code
-        exit_code = self._status_exit_code(report)
-        if exit_code:
-            return exit_code
-        if not self._has(RESULTS_FILENAME):
-            return self.exit_codes.ERROR_MISSING_OUTPUT.format(filename=RESULTS_FILENAME)
         repository = self.retrieved.base.repository
         try:
             with repository.open(RESULTS_FILENAME, mode='rb') as handle, np.load(io.BytesIO(handle.read())) as data:
@@ -58,21 +53,14 @@ class GpumdLocalityParser(Parser):
     ``r_f`` and ``snapshot``; a run that did not finish, or dumped a different number of frames, is an exit code."""
 
     def parse(self, **kwargs):
-        from aiida_sseff.calculations.gpumd import LOG_FILENAME, STDERR_FILENAME
         from aiida_sseff.calculations.locality import GPUMD_DUMP_FILENAME, gpumd_locality_parameters
-        from aiida_sseff.parsers.gpumd import _stderr_error, parse_log
+        from aiida_sseff.parsers.gpumd import read_gpumd_log
 
+        log, exit_code = read_gpumd_log(self)
+        if exit_code:
+            return exit_code
         repository = self.retrieved.base.repository
         names = repository.list_object_names()
-        if STDERR_FILENAME in names:
-            error = _stderr_error(repository.get_object_content(STDERR_FILENAME))
-            if error is not None:
-                kind, message = error
-                code = self.exit_codes.ERROR_INPUT_REFUSED if kind == 'input' else self.exit_codes.ERROR_GPUMD_FAILED
-                return code.format(message=message)
-        if LOG_FILENAME not in names:
-            return self.exit_codes.ERROR_MISSING_LOG
-        log = parse_log(repository.get_object_content(LOG_FILENAME))
         p = gpumd_locality_parameters(self.node.inputs.parameters.get_dict())
         if not log['finished']:
             return self.exit_codes.ERROR_MD_INCOMPLETE.format(message=f'{log["n_runs_completed"]} runs completed')

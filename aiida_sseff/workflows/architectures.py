@@ -31,6 +31,7 @@ from aiida_sseff.workflows.mace import MaceTrainBaseWorkChain
 from aiida_sseff.workflows.md import EngineMdBaseWorkChain
 from aiida_sseff.workflows.training import (
     NepTrainBaseWorkChain,
+    declare_held_out_inputs,
     evaluate_model,
     split_train_validation_test,
     summarise_replicas,
@@ -411,14 +412,7 @@ class ArchitectureTrainingWorkChain(ProtocolMixin, WorkChain):
                    help='Labelled structures, split here into train, validation and test (unless those are given).')
         spec.input('train', valid_type=LabelledDataset, required=False,
                    help='Training structures (with `validation` and `test`, instead of `dataset`).')
-        spec.input('validation', valid_type=LabelledDataset, required=False,
-                   help='Structures that pick the best seed (and early-stop/validate the trainers).')
-        spec.input('test', valid_type=LabelledDataset, required=False,
-                   help='Held-out structures of the reported errors: never seen by a trainer or the choice.')
-        spec.input('validation_fraction', valid_type=orm.Float, default=lambda: orm.Float(0.15),
-                   help='Fraction of `dataset` held out for validation when no `validation` is given.')
-        spec.input('test_fraction', valid_type=orm.Float, default=lambda: orm.Float(0.15),
-                   help='Fraction of `dataset` held out for the test when no `test` is given.')
+        declare_held_out_inputs(spec, chooses='the seed of each architecture (and early-stop/validate the trainers)')
         spec.input('split_seed', valid_type=orm.Int, default=lambda: orm.Int(1),
                    help='Seed of the one split that every architecture shares.')
         spec.input('seeds', valid_type=orm.List, default=lambda: orm.List([1]),

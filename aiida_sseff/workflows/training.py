@@ -271,6 +271,19 @@ class NepTrainBaseWorkChain(SseffBaseRestartWorkChain):
 # ------------------------------------------------------------------------------------------- replicas + held-out
 
 
+def declare_held_out_inputs(spec, chooses: str) -> None:
+    """The ``validation`` and ``test`` sets (or the fractions of ``dataset`` split off as them) of every training
+    WorkChain: the validation set chooses (``chooses``), the test set gives the reported held-out errors."""
+    spec.input('validation', valid_type=LabelledDataset, required=False,
+               help=f'Labelled structures that choose {chooses}.')
+    spec.input('test', valid_type=LabelledDataset, required=False,
+               help='Labelled structures never used for training or choice: the reported held-out errors.')
+    spec.input('validation_fraction', valid_type=orm.Float, default=lambda: orm.Float(0.15),
+               help='Fraction of `dataset` held out for validation when no `validation` is given.')
+    spec.input('test_fraction', valid_type=orm.Float, default=lambda: orm.Float(0.15),
+               help='Fraction of `dataset` held out for the test when no `test` is given.')
+
+
 def _validate_training(inputs, port_namespace):  # noqa: PLR0911 - one sentence per bad input
     if inputs['n_replicas'].value < 1:
         return 'n_replicas must be at least 1'
@@ -315,14 +328,7 @@ class NepTrainingWorkChain(ProtocolMixin, WorkChain):
         super().define(spec)
         spec.input('dataset', valid_type=LabelledDataset,
                    help='Labelled structures to train on (the validation and test sets are split off it unless given).')
-        spec.input('validation', valid_type=LabelledDataset, required=False,
-                   help='Labelled structures that pick the best replica (test.xyz of every training).')
-        spec.input('test', valid_type=LabelledDataset, required=False,
-                   help='Labelled structures never used for training or choice: the reported held-out errors.')
-        spec.input('validation_fraction', valid_type=orm.Float, default=lambda: orm.Float(0.15),
-                   help='Fraction of `dataset` held out for validation when no `validation` is given.')
-        spec.input('test_fraction', valid_type=orm.Float, default=lambda: orm.Float(0.15),
-                   help='Fraction of `dataset` held out for the test when no `test` is given.')
+        declare_held_out_inputs(spec, chooses='the best replica (test.xyz of every training)')
         spec.input('n_replicas', valid_type=orm.Int, default=lambda: orm.Int(3),
                    help='Number of models trained with different seeds.')
         spec.input('seed', valid_type=orm.Int, default=lambda: orm.Int(1),
