@@ -429,13 +429,10 @@ def cmd_launch_architectures(dataset, structure, labels, reference, nep_code_lab
                              engine_code_label, lammps_code_label, protocol, overrides, daemon, wait):
     """Train NEP, qNEP and MACE variants on DATASET, compare their errors, cost and the Li transport they predict in
     STRUCTURE (and a classical potential's) in one table (sseff.study.architectures)."""
-    from aiida import orm
-
+    from aiida_sseff.protocols.utils import recursive_merge
     from aiida_sseff.workflows.architectures import ArchitectureTrainingWorkChain
     from aiida_sseff.workflows.studies import ArchitecturesStudyWorkChain
 
-    dataset_node = load_dataset_option(dataset, require_labels=True)
-    structure_node = load_structure_file(structure)
     available = ArchitectureTrainingWorkChain.get_protocol_inputs(protocol)['architectures']
     architectures = available
     if labels:
@@ -455,10 +452,13 @@ def cmd_launch_architectures(dataset, structure, labels, reference, nep_code_lab
     if 'mace' in kinds:
         codes['mace'] = load_code_option(mace_code_label, '--mace-code', ('sseff.mace.train',))
     classical = load_code_option(lammps_code_label, '--lammps-code', ('lammps.raw',)) if lammps_code_label else None
+    # the files are stored only once every option is known to be right
+    dataset_node = load_dataset_option(dataset, require_labels=True)
+    structure_node = load_structure_file(structure)
     builder = ArchitecturesStudyWorkChain.get_builder_from_protocol(
         codes, dataset_node, codes['engine'], structure_node, protocol=protocol, architectures=architectures,
-        overrides=load_overrides(overrides), classical_code=classical)
-    builder.reference_architecture = orm.Str(reference)
+        overrides=recursive_merge(load_overrides(overrides) or {}, {'reference_architecture': reference}),
+        classical_code=classical)
     node = run_builder(builder, 'architecture study', daemon, wait)
     report_end(node, 'architecture study')
     if node.is_finished_ok:

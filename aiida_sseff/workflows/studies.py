@@ -21,6 +21,7 @@ from aiida.engine import ToContext, WorkChain, calcfunction, if_
 
 from aiida_sseff.analysis.metrics import per_element_errors, rmse
 from aiida_sseff.data.dataset import LabelledDataset
+from aiida_sseff.protocols.utils import ProtocolMixin
 from aiida_sseff.units import EV_PER_A3_IN_GPA
 from aiida_sseff.utils import json_safe
 from aiida_sseff.workflows.architectures import ArchitectureTrainingWorkChain
@@ -288,11 +289,14 @@ def _validate_architectures_study(inputs, _):
             return f'GPUMD runs NEP models only; {", ".join(not_nep)} cannot run there: use the CPU engine code'
 
 
-class ArchitecturesStudyWorkChain(WorkChain):
+class ArchitecturesStudyWorkChain(ProtocolMixin, WorkChain):
     """The perspective paper's architecture comparison: NEP, qNEP and MACE variants trained on the same data
     (``sseff.train``), the Li transport of each (``sseff.diffusion``, same temperatures, cell and MD settings) and,
     optionally, a classical Buckingham + Coulomb potential through LAMMPS as one more row → one table (RMSE
     relative to the reference, Ea ± σ and its agreement with the reference's, D at one temperature, cost)."""
+
+    _protocol_file = 'architectures_study.yaml'
+    _protocol_open_keys = ('training', 'diffusion', 'classical')
 
     @classmethod
     def define(cls, spec):
@@ -318,28 +322,30 @@ class ArchitecturesStudyWorkChain(WorkChain):
     @classmethod
     def get_builder_from_protocol(cls, training_codes: dict, dataset, diffusion_code, structure, protocol=None,
                                   architectures=None, overrides=None, classical_code=None, options=None):
-        """A ready builder: ``sseff.train``'s protocol (``training_codes``: ``{'nep': code, 'mace': code,
-        'engine': code}``) and ``sseff.diffusion``'s protocol of the same name for every model; ``overrides`` is
-        ``{'training': {...}, 'diffusion': {...}, 'classical': {...}}``."""
-        overrides = overrides or {}
+        """A ready builder from ``protocols/architectures_study.yaml``: ``sseff.train``'s protocol of the same name
+        (``training_codes``: ``{'nep': code, 'mace': code, 'engine': code}``, the engine for the speed runs) and
+        ``sseff.diffusion``'s for every model, with the study's own overrides of both; ``overrides`` is
+        ``{'reference_architecture': ..., 'training': {...}, 'diffusion': {...}, 'classical': {...}}``."""
+        inputs = cls.get_protocol_inputs(protocol, overrides)
+        protocol = protocol or cls.get_default_protocol()
         builder = cls.get_builder()
         training = ArchitectureTrainingWorkChain.get_builder_from_protocol(
             training_codes.get('nep'), training_codes.get('mace'), dataset, architectures=architectures,
-            protocol=protocol, overrides=overrides.get('training'), engine_code=training_codes.get('engine'),
+            protocol=protocol, overrides=inputs['training'] or None, engine_code=training_codes.get('engine'),
             speed_structure=structure, options=options)
-        inputs = training._inputs(prune=True)
-        inputs.pop('metadata', None)
-        builder.training = inputs
+        training_inputs = training._inputs(prune=True)  # noqa: SLF001 - the documented way to nest one builder
+        training_inputs.pop('metadata', None)
+        builder.training = training_inputs
+        builder.reference_architecture = orm.Str(inputs['reference_architecture'])
         builder.diffusion.code = diffusion_code
         builder.diffusion.structure = structure
-        if protocol is not None:
-            builder.diffusion.protocol = orm.Str(protocol)
-        if overrides.get('diffusion'):
-            builder.diffusion.overrides = orm.Dict(overrides['diffusion'])
+        builder.diffusion.protocol = orm.Str(protocol)
+        if inputs['diffusion']:
+            builder.diffusion.overrides = orm.Dict(inputs['diffusion'])
         if classical_code is not None:
             builder.classical.code = classical_code
-            if overrides.get('classical'):
-                builder.classical.overrides = orm.Dict(overrides['classical'])
+            if inputs['classical']:
+                builder.classical.overrides = orm.Dict(inputs['classical'])
         return builder
 
     def run_training(self):
