@@ -23,7 +23,8 @@ def test_protocols(mace_code, llzo):
     builder = MaceTrainBaseWorkChain.get_builder_from_protocol(mace_code, llzo[0], 'MACE-T1-E', protocol='fast',
                                                                overrides={'mace': {'parameters': {'lr': 0.005}}})
     parameters = builder.mace.parameters.get_dict()
-    assert parameters['num_channels'] == 8 and parameters['max_num_epochs'] == 3  # fast
+    assert parameters['num_channels'] == 8 and parameters['max_num_epochs'] == 20  # fast
+    assert parameters['pair_repulsion'] is True
     assert parameters['lr'] == 0.005 and parameters['r_max'] == 4.0
     assert builder.mace.variant.value == 'MACE-T1-E'
     assert builder.mace.metadata.options['device'] == 'cpu'
