@@ -69,6 +69,8 @@ EOF
     rm -f "$options"
     unset password
 fi
+# `verdi daemon start/restart` without a number start this many workers
+"$VERDI" -p "$PROFILE" config set daemon.default_workers "$WORKERS" >/dev/null
 # circus answers slowly on a loaded 2-core machine (tests/conftest.py does the same for the test profile)
 "$VERDI" -p "$PROFILE" config set daemon.timeout 60 >/dev/null
 # Debian 12's RabbitMQ 3.10 is newer than aiida-core's tested range; start.sh disables its consumer timeout

@@ -1,6 +1,7 @@
 """Faults on the production profile (issue #13, item 3), each with the real engine on the loopback computer (SSH +
 Slurm) and the daemon: the daemon stopped in the middle of a WorkChain, a job killed by Slurm for its wall time, job
-outputs truncated, the database restarted under a running WorkChain."""
+outputs truncated (test_database_outage.py: the database stopped under a
+running WorkChain)."""
 
 from __future__ import annotations
 
@@ -142,3 +143,4 @@ def test_truncated_outputs_give_a_named_exit_code_and_no_partial_outputs(daemon_
     assert label.exit_status == EngineLabelCalculation.exit_codes.ERROR_UNREADABLE_OUTPUT.status, label.exit_message
     assert 'labelled.xyz' in label.exit_message
     assert not {'dataset', 'results'} & set(label.outputs)
+
