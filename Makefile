@@ -15,7 +15,7 @@ PROFILE ?= sseff
 PROTOCOL ?= fast
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint profile clean-profile docs
+.PHONY: install demo test lint profile clean-profile docs test-production
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,3 +46,12 @@ lint: $(STAMP)
 clean-profile:
 	-$(BIN)/verdi -p $(PROFILE) daemon stop
 	rm -rf .aiida
+
+# The production profile (issue #13): PostgreSQL + RabbitMQ + 2 daemon workers + a loopback SSH/Slurm computer, as
+# root without systemd; then the suite that needs them. `make test` needs none of this.
+PROD_PROFILE ?= sseff-prod
+test-production: $(STAMP)
+	bash scripts/production/install.sh
+	bash scripts/production/start.sh
+	SSEFF_PROD_PROFILE=$(PROD_PROFILE) bash scripts/production/profile.sh
+	SSEFF_PROD_PROFILE=$(PROD_PROFILE) OMP_NUM_THREADS=1 $(BIN)/python -m pytest -m production tests/production $(PYTEST_ARGS)

@@ -181,8 +181,13 @@ class EngineLabelParser(_EngineParser):
         try:
             dataset = LabelledDataset(read_extxyz(self.retrieved.base.repository.get_object_content('labelled.xyz',
                                                                                                   mode='rb')))
-        except ValueError as exception:
+        except (ValueError, OSError) as exception:  # ase's XYZError (a truncated frame) is an OSError
             return self.exit_codes.ERROR_UNREADABLE_OUTPUT.format(message=f'labelled.xyz: {exception}')
+        expected = report.get('n_labelled')
+        if expected is not None and dataset.n_structures != expected:
+            # a file cut at a frame boundary still reads: the engine's own count tells
+            return self.exit_codes.ERROR_UNREADABLE_OUTPUT.format(
+                message=f'labelled.xyz holds {dataset.n_structures} structures, the engine labelled {expected}')
         self.out('dataset', dataset)
         self.out('results', self._results(report))
         if report.get('failures'):
