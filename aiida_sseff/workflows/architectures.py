@@ -257,15 +257,11 @@ def _validate_data(inputs) -> str | None:
     if 'dataset' in inputs:
         if 'train' in inputs:
             return 'give either `dataset` (split here) or `train` with `validation` and `test`, not both'
-        from aiida_sseff.workflows.training import _held_out_count
+        from aiida_sseff.workflows.training import _held_out_count, held_out_fractions
 
-        fractions = {}
-        for name in ('validation', 'test'):
-            if name not in inputs:
-                fraction = inputs[f'{name}_fraction'].value
-                if not 0.0 < fraction < 1.0:
-                    return f'{name}_fraction must be between 0 and 1 (exclusive), got {fraction}'
-                fractions[name] = fraction
+        fractions, problem = held_out_fractions(inputs)
+        if problem:
+            return problem
         n = inputs['dataset'].base.attributes.get('n_structures', 0)
         if sum(_held_out_count(fraction, n) for fraction in fractions.values()) > n - 1:
             return (f'the dataset of {n} structure(s) cannot give {" and ".join(fractions)} set(s) and keep one for '

@@ -284,16 +284,25 @@ def declare_held_out_inputs(spec, chooses: str) -> None:
                help='Fraction of `dataset` held out for the test when no `test` is given.')
 
 
-def _validate_training(inputs, port_namespace):  # noqa: PLR0911 - one sentence per bad input
-    if inputs['n_replicas'].value < 1:
-        return 'n_replicas must be at least 1'
+def held_out_fractions(inputs) -> tuple[dict, str | None]:
+    """The fractions of ``dataset`` to split off as the held-out sets that were not given (``{name: fraction}``),
+    or a sentence naming a fraction outside (0, 1)."""
     fractions = {}
     for name in ('validation', 'test'):
         if name not in inputs:
             fraction = inputs[f'{name}_fraction'].value
             if not 0.0 < fraction < 1.0:
-                return f'{name}_fraction must be between 0 and 1 (exclusive), got {fraction}'
+                return {}, f'{name}_fraction must be between 0 and 1 (exclusive), got {fraction}'
             fractions[name] = fraction
+    return fractions, None
+
+
+def _validate_training(inputs, port_namespace):  # noqa: PLR0911 - one sentence per bad input
+    if inputs['n_replicas'].value < 1:
+        return 'n_replicas must be at least 1'
+    fractions, problem = held_out_fractions(inputs)
+    if problem:
+        return problem
     if 'dataset' not in port_namespace or 'dataset' not in inputs:
         # exposed in another WorkChain that makes the dataset: the training validates it when it is launched
         return None
