@@ -119,6 +119,9 @@ def test_refuses_missing_or_too_small_data(neppo_code, mace_code, cu_al, cu_al_s
              'give the labelled data: `dataset` .* or all three of `train`, `validation` and `test` \\(got none\\)')
     _refused(_builder(neppo_code, mace_code, LabelledDataset(cu_al_structures(2)), {'NEP': {'kind': 'nep'}}),
              'the dataset of 2 structure\\(s\\) cannot give validation and test set\\(s\\) and keep one')
+    builder = _builder(neppo_code, mace_code, cu_al[0], {'NEP': {'kind': 'nep'}})
+    builder.test_fraction = orm.Float(1.0)
+    _refused(builder, 'test_fraction must be between 0 and 1 \\(exclusive\\), got 1.0')
 
 
 def test_refuses_speed_structure_with_other_elements(neppo_code, mace_code, engine_code, cu_al):
