@@ -48,11 +48,24 @@ def ensure_daemon(n_workers: int = 1):
 def wait_for(node, poll: float = 5.0, timeout: float | None = None) -> None:
     """Block until ``node`` terminates, printing a status line whenever it changes."""
     from aiida.cmdline.utils.ascii_vis import format_call_graph
+    from aiida.manage import get_manager
+    from sqlalchemy.exc import OperationalError
 
     start = time.monotonic()
     last = ''
-    while not node.is_terminated:
-        lines = format_call_graph(node).splitlines()
+    while True:
+        try:
+            if node.is_terminated:
+                break
+            lines = format_call_graph(node).splitlines()
+        except OperationalError as exception:
+            # SQLite (the embedded profile) answers `database is locked` while the daemon holds a long write: this
+            # watcher only reads, so it rolls back its session and looks again at the next poll
+            if 'database is locked' not in str(exception):
+                raise
+            get_manager().get_profile_storage().get_session().rollback()
+            time.sleep(poll)
+            continue
         summary = f'[{time.monotonic() - start:6.0f} s] ' + ' | '.join(line.strip() for line in lines[1:][-3:])
         if summary.split('] ', 1)[1] != last:
             click.echo(summary)
