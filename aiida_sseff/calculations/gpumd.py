@@ -156,6 +156,19 @@ def _gpumd_atoms(structure: orm.StructureData):
     return atoms
 
 
+def declare_gpumd_run_exit_codes(spec) -> None:
+    """The exit codes of every GPUMD job: what :func:`aiida_sseff.parsers.gpumd.read_gpumd_log` returns (no log,
+    GPUMD's input or run errors) and the missing, unreadable or incomplete outputs every GPUMD parser checks."""
+    spec.exit_code(300, 'ERROR_MISSING_LOG',
+                   message='The GPUMD log (stdout) was not retrieved: GPUMD did not start or the job was killed.')
+    spec.exit_code(301, 'ERROR_MISSING_OUTPUT', message='The output file `{filename}` is missing.')
+    spec.exit_code(302, 'ERROR_UNREADABLE_OUTPUT', message='The output file `{filename}` cannot be read: {message}')
+    spec.exit_code(310, 'ERROR_INPUT_REFUSED', message='GPUMD refused its input: {message}')
+    spec.exit_code(400, 'ERROR_MD_INCOMPLETE',
+                   message='GPUMD stopped before the end of the run ({message}): out of wall time, or crashed.')
+    spec.exit_code(401, 'ERROR_GPUMD_FAILED', message='GPUMD reported an error: {message}')
+
+
 class GpumdCalculation(CalcJob):
     """MD with GPUMD (``gpumd``) and a NEP model: ``compute_msd`` of the mobile species, ``thermo.out``.
 
@@ -197,14 +210,7 @@ class GpumdCalculation(CalcJob):
                     help='restart.xyz: the last state of a finished run, or of a run that stopped early (then '
                          'matching the MSD saved at the same step).')
 
-        spec.exit_code(300, 'ERROR_MISSING_LOG',
-                       message='The GPUMD log (stdout) was not retrieved: GPUMD did not start or the job was killed.')
-        spec.exit_code(301, 'ERROR_MISSING_OUTPUT', message='The output file `{filename}` is missing.')
-        spec.exit_code(302, 'ERROR_UNREADABLE_OUTPUT', message='The output file `{filename}` cannot be read: {message}')
-        spec.exit_code(310, 'ERROR_INPUT_REFUSED', message='GPUMD refused its input: {message}')
-        spec.exit_code(400, 'ERROR_MD_INCOMPLETE',
-                       message='GPUMD stopped before the end of the run ({message}): out of wall time, or crashed.')
-        spec.exit_code(401, 'ERROR_GPUMD_FAILED', message='GPUMD reported an error: {message}')
+        declare_gpumd_run_exit_codes(spec)
         spec.exit_code(402, 'ERROR_MD_UNSTABLE', message='The MD became unstable: {message}')
         spec.exit_code(403, 'ERROR_MSD_INCONSISTENT',
                        message='msd.out disagrees with the MSD recomputed from the unwrapped positions of the dump '

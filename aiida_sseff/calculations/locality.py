@@ -183,12 +183,9 @@ class GpumdLocalityCalculation(CalcJob):
         spec.inputs['metadata']['options']['resources'].default = {'num_machines': 1, 'num_mpiprocs_per_machine': 1}
         spec.inputs['metadata']['options']['withmpi'].default = False
         spec.output('snapshots', valid_type=LabelledDataset, help='The dumped snapshots (unlabelled).')
-        spec.exit_code(300, 'ERROR_MISSING_LOG', message='The GPUMD log (stdout) was not retrieved.')
-        spec.exit_code(301, 'ERROR_MISSING_OUTPUT', message='The output file `{filename}` is missing.')
-        spec.exit_code(302, 'ERROR_UNREADABLE_OUTPUT', message='The output file `{filename}` cannot be read: {message}')
-        spec.exit_code(310, 'ERROR_INPUT_REFUSED', message='GPUMD refused its input: {message}')
-        spec.exit_code(400, 'ERROR_MD_INCOMPLETE', message='GPUMD stopped before the end of the run: {message}')
-        spec.exit_code(401, 'ERROR_GPUMD_FAILED', message='GPUMD reported an error: {message}')
+        from aiida_sseff.calculations.gpumd import declare_gpumd_run_exit_codes
+
+        declare_gpumd_run_exit_codes(spec)
 
     def prepare_for_submission(self, folder):
         from aiida.common import datastructures
