@@ -1,0 +1,1 @@
+"""One module per WorkChain or study with a report section (each registers itself with ``register_section``)."""
