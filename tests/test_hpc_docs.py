@@ -186,3 +186,9 @@ def test_python_block_uses_existing_parameters_and_namespaces():
     for path in paths:
         assert _namespace_exists(process_class.spec().inputs, [*path.split('.'), 'metadata', 'options']), \
             f'hpc.md: {process_class.__name__} has no input namespace {path}.metadata.options'
+
+
+def test_no_code_block_inside_a_list():
+    """MkDocs' Markdown (fenced_code) renders a fence indented in a list item as inline text: keep them at column 0."""
+    indented = [line for line in HPC_MD.read_text(encoding='utf-8').splitlines() if re.match(r'^\s+```', line)]
+    assert not indented, f'hpc.md has indented code fences: {indented}'
