@@ -110,16 +110,20 @@ def launch(builder, args):
         return node
     _, node = run_get_node(builder)
     print(f'{name} <{node.pk}> finished with exit status {node.exit_status} {node.exit_message or ""}'.rstrip())
+    print(f'Outputs: {", ".join(sorted(node.outputs))} (verdi process show {node.pk})')
     return node
 
 
-def launcher(build, make_parser):
-    """``main(argv)`` of an example: parse, load the profile, build, launch; returns the exit status."""
+def launcher(build, make_parser, summary=None):
+    """``main(argv)`` of an example: parse, load the profile, build, launch; returns the exit status.
+    ``summary(node)`` prints the main numbers of a run that finished here."""
 
     def main(argv=None) -> int:
         args = make_parser().parse_args(argv)
         load_profile_for(args)
         node = launch(build(args), args)
+        if node is not None and not args.daemon and node.is_finished_ok and summary is not None:
+            summary(node)
         return 0 if node is None or args.daemon or node.is_finished_ok else 1
 
     return main

@@ -27,7 +27,12 @@ def build(args):
         overrides={'mobile_species': args.mobile_species})
 
 
-main = launcher(build, make_parser)
+def summary(node):
+    results = node.outputs.results
+    print(f"Ea = {results['Ea_eV']:.3f} ± {results['Ea_err_eV']:.3f} eV, D0 = {results['D0_cm2_s']:.2e} cm²/s")
+
+
+main = launcher(build, make_parser, summary)
 
 if __name__ == '__main__':
     run_as_script(main)
