@@ -295,7 +295,8 @@ def build_report(node) -> Report:
         ['processes in the run', len(processes)],
     ])
     inputs = _inputs_table(node)
-    inputs.rows.extend(_codes_rows(processes))
+    given = {row[2] for row in inputs.rows}  # a code that is an input of the process already has its row
+    inputs.rows.extend(row for row in _codes_rows(processes) if row[2] not in given)
     versions = Table('Software versions', ['package', 'version', 'recorded in'], _versions_rows(processes),
                      caption='As recorded by the nodes (aiida-core adds version.core/version.plugin to each '
                              'process; parsers add the program versions they read).')
@@ -376,7 +377,8 @@ table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.88em}
 th,td{border:1px solid #ccd;padding:.25em .55em;text-align:left;vertical-align:top}
 th{background:#eef3f8}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 caption{caption-side:bottom;text-align:left;color:#555;font-size:.92em;padding-top:.3em}
-code,.uuid{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.9em}
+code{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.9em}
+.uuid{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.78em;white-space:nowrap}
 .banner{background:#fde8e8;border:2px solid #c0392b;color:#8e1b10;padding:.7em 1em;font-weight:600}
 .ok{background:#e6f4ea;border:1px solid #2e7d32;color:#1b5e20;padding:.5em 1em}
 figure{margin:1em 0}figure img{max-width:100%}figcaption{color:#555;font-size:.92em}
@@ -426,9 +428,14 @@ def markdown_to_html(markdown: str) -> str:
     return '\n'.join(out)
 
 
+_UUID = re.compile(r'^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$')
+
+
 def _cell(value) -> str:
     if isinstance(value, bool) or value is None or isinstance(value, int | float):
         return f'<td class="num">{html.escape(format_number(value))}</td>'
+    if isinstance(value, str) and _UUID.match(value):
+        return f'<td class="uuid">{value}</td>'
     return f'<td>{html.escape(format_number(value))}</td>'
 
 

@@ -88,7 +88,7 @@ def test_report_of_imported_archive_is_identical(aiida_profile, engine_code, tmp
     inputs = {row[0]: row[3] for row in original_json['header'][1]['rows']}
     assert inputs['structure'].startswith('La24Li56O96Zr16 (192 atoms')
     assert node.inputs.model.sha256 in inputs['model']
-    assert any(key.startswith('code ') and 'computer localhost' in value for key, value in inputs.items())
+    assert inputs['engine.md.code'] == f'{engine_code.full_label} (plugin sseff.engine.md, computer localhost)'
     versions = {row[0]: row[1] for row in original_json['header'][2]['rows']}
     assert versions['aiida-core'] == node.base.attributes.get('version')['core']
     assert versions['aiida-sseff'] == node.base.attributes.get('version')['plugin']
