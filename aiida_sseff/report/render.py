@@ -369,7 +369,7 @@ def report_json(report: Report) -> dict:
 
 # ------------------------------------------------------------------------------------------------------ HTML
 _CSS = """
-body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
+body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;
 color:#1d1d1f;line-height:1.45}
 h1{font-size:1.5em;border-bottom:2px solid #2c6e9b;padding-bottom:.3em}h2{font-size:1.25em;margin-top:1.8em;
 color:#2c6e9b}h3{font-size:1.05em}
@@ -382,7 +382,7 @@ code{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.9em}
 .banner{background:#fde8e8;border:2px solid #c0392b;color:#8e1b10;padding:.7em 1em;font-weight:600}
 .ok{background:#e6f4ea;border:1px solid #2e7d32;color:#1b5e20;padding:.5em 1em}
 figure{margin:1em 0}figure img{max-width:100%}figcaption{color:#555;font-size:.92em}
-nav ul{columns:2;font-size:.92em}.depth{color:#777}.generic{color:#777;font-style:italic}
+nav ul{columns:2;font-size:.92em}.scroll{overflow-x:auto}.depth{color:#777}.generic{color:#777;font-style:italic}
 """
 
 
@@ -443,8 +443,8 @@ def _table_html(table: Table, level: int = 3) -> str:
     head = ''.join(f'<th>{html.escape(str(c))}</th>' for c in table.columns)
     body = ''.join('<tr>' + ''.join(_cell(v) for v in row) + '</tr>' for row in table.rows)
     caption = f'<caption>{_inline(table.caption)}</caption>' if table.caption else ''
-    return (f'<h{level}>{_inline(table.title)}</h{level}>\n<table>{caption}<thead><tr>{head}</tr></thead>'
-            f'<tbody>{body}</tbody></table>')
+    return (f'<h{level}>{_inline(table.title)}</h{level}>\n<div class="scroll"><table>{caption}<thead><tr>{head}'
+            f'</tr></thead><tbody>{body}</tbody></table></div>')
 
 
 def figure_png(figure) -> bytes:
@@ -514,9 +514,9 @@ def render_html(report: Report) -> str:
         rows.append(f'<tr>{_cell(depth)}<td>{"&nbsp;&nbsp;" * depth}{name}</td><td>{html.escape(type_name)}</td>'
                     f'<td>{html.escape(link)}</td><td>{html.escape(status)}</td>'
                     f'<td class="uuid">{uuid}</td></tr>')
-    parts.append(f'<h2 id="provenance">{html.escape(provenance.title)}</h2><table><caption>'
+    parts.append(f'<h2 id="provenance">{html.escape(provenance.title)}</h2><div class="scroll"><table><caption>'
                  f'{_inline(provenance.caption)}</caption><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}'
-                 f'</tbody></table>')
+                 f'</tbody></table></div>')
     parts.append(_table_html(report.outputs, level=2))
     parts.append('<p class="depth">Made by <code>aiida-sseff report</code> from the provenance graph; nodes are '
                  'named by uuid (<code>verdi node show UUID</code>).</p></body></html>')

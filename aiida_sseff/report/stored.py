@@ -1,20 +1,11 @@
 """Readers of stored nodes shared by the report sections and the CLI (``show``/``plot`` call these; the CLI keeps
-only the printing): the Arrhenius fit of a ``sseff.diffusion`` results Dict, its MSD curves, the sampling MD jobs and
-the summary of a pipeline. Nothing here reads a file outside the profile."""
+only the printing and the saving): the MSD curves and figure of a ``sseff.diffusion``, the sampling MD jobs, summary
+and figure of a pipeline, the NEP training CalcJob and its figure, the architecture study's figures. Nothing here
+reads a file outside the profile."""
 
 from __future__ import annotations
 
 import numpy as np
-
-
-def fit_from_results(results: dict):
-    """An :class:`~aiida_sseff.analysis.arrhenius.ArrheniusFit` rebuilt from a stored ``results`` Dict."""
-    from aiida_sseff.analysis.arrhenius import ArrheniusFit
-
-    return ArrheniusFit(ea=results['Ea_eV'], ea_err=results['Ea_err_eV'], d0=results['D0_cm2_s'],
-                        d0_err=results['D0_err_cm2_s'], params=np.array(results['arrhenius_params'], dtype=float),
-                        cov=np.array(results['arrhenius_cov'], dtype=float), chi2=float('nan'),
-                        dof=int(results['dof']), scaled=bool(results['errors_scaled_by_chi2']))
 
 
 def _run_temperature(label: str) -> float:
@@ -37,12 +28,13 @@ def diffusion_curves(node) -> list[dict]:
 
 def diffusion_figure(node, title: str | None = None):
     """The two-panel MSD + Arrhenius figure of a finished ``sseff.diffusion`` (a matplotlib Figure, not saved)."""
+    from aiida_sseff.analysis.architectures import stored_arrhenius_fit
     from aiida_sseff.plots.transport import plot_transport
 
     results = node.outputs.results.get_dict()
     table = node.outputs.diffusion
     return plot_transport(diffusion_curves(node), table.get_array('temperature_K'), table.get_array('D_cm2_s'),
-                          table.get_array('D_err_cm2_s'), fit=fit_from_results(results),
+                          table.get_array('D_err_cm2_s'), fit=stored_arrhenius_fit(results),
                           extrapolate_to_K=results['extrapolation_temperature_K'],
                           fitted=table.get_array('fitted') > 0, path=None, title=title)
 
