@@ -240,12 +240,11 @@ def generic_section(node) -> list:
 def _wants_fallback(node, is_root: bool) -> bool:
     from aiida import orm
 
-    entry_point = entry_point_of(node) or ''
-    if not isinstance(node, orm.WorkflowNode):
-        return False
-    if is_root:
+    if is_root:  # the reported process always has a section (a CalcJob's: its Dict outputs)
         return True
-    return entry_point.startswith('sseff.') and not entry_point.endswith(_NO_FALLBACK_SUFFIXES)
+    entry_point = entry_point_of(node) or ''
+    return (isinstance(node, orm.WorkflowNode) and entry_point.startswith('sseff.')
+            and not entry_point.endswith(_NO_FALLBACK_SUFFIXES))
 
 
 def _section(node, is_root: bool, depth: int, link: str) -> ProcessReport | None:

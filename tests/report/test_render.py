@@ -104,3 +104,23 @@ def test_refusals(aiida_profile):
         build_report(_workflow('sseff.test.render_root', exit_status=None))
     with pytest.raises(ReportError, match='not a process'):
         build_report(orm.Int(1).store())
+
+
+def test_cli_writes_the_report_and_refuses_a_running_process(aiida_profile, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from aiida_sseff.cli import cmd_root
+
+    node = _workflow('sseff.test.render_root', outputs={'summary': orm.Dict({'n': 2})})
+    html, tables = tmp_path / 'r.html', tmp_path / 'r.json'
+    result = CliRunner().invoke(cmd_root, ['report', node.uuid, '-o', str(html), '--json', str(tables)])
+    assert result.exit_code == 0, result.output
+    assert str(html.resolve()) in result.output and 'Open it in a browser' in result.output
+    assert json.loads(tables.read_text())['sections'][0]['blocks'][0]['table']['rows'] == [['n', 2]]
+    assert html.read_text().startswith('<!DOCTYPE html>')
+    running = _workflow('sseff.test.render_root', exit_status=None)
+    result = CliRunner().invoke(cmd_root, ['report', str(running.pk), '-o', str(tmp_path / 'x.html')])
+    assert result.exit_code != 0 and 'has not terminated' in result.output
+    assert not (tmp_path / 'x.html').exists()  # nothing half-written
