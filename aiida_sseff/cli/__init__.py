@@ -12,6 +12,7 @@ from aiida_sseff.cli.root import cmd_root
 # isort: split
 from aiida_sseff.cli import (  # noqa: F401  (imported for their commands)
     cmd_launch,
+    cmd_report,
     cmd_sample,
     cmd_setup,
     cmd_show,

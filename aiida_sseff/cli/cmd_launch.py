@@ -539,43 +539,10 @@ def cmd_demo(protocol, output):
 
 
 def pipeline_summary(node) -> dict:
-    """The main job in a few numbers: sampling MD, candidates, labels (and their reference), held-out errors."""
-    from aiida_sseff.cli.plots import sampling_md_jobs
+    """The main job in a few numbers (:func:`aiida_sseff.report.stored.pipeline_summary`, shared with the report)."""
+    from aiida_sseff.report.stored import pipeline_summary as summary
 
-    dataset = node.outputs.labelling.dataset
-    energies = [atoms.get_potential_energy() / len(atoms) for atoms in dataset.get_ase()]
-    md = {}
-    for job in sampling_md_jobs(node):
-        results = job.outputs.results
-        md[f"md_{job.inputs.parameters['temperature_K']:g}K"] = {
-            'mean_T_K': round(results['mean_temperature_K'], 1),
-            'frames': results['n_frames'],
-            'speed_atom_step_per_s': round(results['speed_atom_step_per_s'] or 0, 1),
-        }
-    labelling = node.base.links.get_outgoing(link_label_filter='labelling').one().node
-    summary = {
-        'structure': node.inputs.structure.get_formula(),
-        'mobile_species': node.inputs.mobile_species.value,
-        'md': md,
-        'candidates': node.outputs.sampling.candidates.n_structures,
-        'labeller': labelling.inputs.labeller.value,
-        'labelled': dataset.n_structures,
-        'elements': dataset.elements,
-        'energy_per_atom_eV_range': [round(float(min(energies)), 4), round(float(max(energies)), 4)],
-        'dataset_sha256': dataset.sha256,
-    }
-    if 'reference' in node.outputs.labelling:
-        reference = node.outputs.labelling.reference
-        summary['reference'] = f'{reference.model_name} ({reference.package} {reference.version}, weights sha256 ' \
-                               f'{str(reference.weights_sha256)[:12]})'
-    if 'training' in node.outputs:
-        metrics = node.outputs.training.test_metrics
-        summary['nep_test_set_rmse'] = {
-            'energy_meV_per_atom': round(metrics['energy_mev_per_atom'], 2),
-            'force_meV_per_A': round(metrics['force_mev_per_angstrom'], 1),
-            'n_structures': metrics['n_structures'],
-        }
-    return summary
+    return summary(node)
 
 
 @cmd_launch.command('locality')
