@@ -17,7 +17,7 @@ T = np.array([1000.0, 1200.0, 1400.0])
 def _results(ea):
     d = 1e-3 * np.exp(-ea / (K_B * T))
     fit = fit_arrhenius(T, d, 0.05 * d)
-    table = [{'temperature_K': t, 'D_cm2_s': v, 'D_err_cm2_s': 0.05 * v, 'diffusive': True} for t, v in zip(T, d)]
+    table = [{'temperature_K': t, 'D_cm2_s': v, 'D_err_cm2_s': 0.05 * v, 'diffusive': True} for t, v in zip(T, d, strict=True)]
     return {'Ea_eV': fit.ea, 'Ea_err_eV': fit.ea_err, 'table': table}, fit
 
 
