@@ -142,8 +142,8 @@ def format_finite_size_table(table: Mapping) -> str:
     """The table and verdict as Markdown."""
     rows = table['rows']
     temperatures = sorted({d['temperature_K'] for row in rows for d in row['D']})
-    header = '| cell | atoms | mobile | run (ps) | Ea (eV) | ' + ' | '.join(f'D({t:g} K) (cm²/s)' for t in temperatures)
-    lines = [header + ' |', '|' + '---|' * (5 + len(temperatures))]
+    header = ['cell', 'atoms', 'mobile', 'run (ps)', 'Ea (eV)', *(f'D({t:g} K) (cm²/s)' for t in temperatures)]
+    lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
     for row in rows:
         by_t = {d['temperature_K']: d for d in row['D']}
         ea = (f"failed: {row['failure']}" if row['failure'] else '–' if row['Ea_eV'] is None

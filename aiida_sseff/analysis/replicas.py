@@ -113,8 +113,8 @@ def format_replica_table(datasets: Mapping[str, Mapping]) -> str:
     lines = []
     for label, summary in datasets.items():
         temperatures = summary['temperatures_K']
-        header = '| replica | force RMSE (meV/Å) | Ea (eV) | ' + ' | '.join(f'D({t:g} K) (cm²/s)' for t in temperatures)
-        lines += [f'**{label}**', '', header + ' |', '|' + '---|' * (3 + len(temperatures))]
+        header = ['replica', 'force RMSE (meV/Å)', 'Ea (eV)', *(f'D({t:g} K) (cm²/s)' for t in temperatures)]
+        lines += [f'**{label}**', '', '| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
         for row in summary['rows']:
             by_t = {d['temperature_K']: d for d in row['D']}
             cells = [row['replica'], _fmt(row['force_mev_per_angstrom'], '.1f'),

@@ -84,6 +84,7 @@ def test_study_end_to_end(engine_code, cu_al_model):
     results, node = run_get_node(builder)
     assert node.is_finished_ok, (node.exit_status, node.exit_message)
     table = results['table'].get_dict()
+    print(table['markdown'])  # the example in docs/user/finite_size.md
     assert len(table['rows']) == 4
     cells = {cell_label(r): results['structures'][cell_label(r)] for r in OVERRIDES['replications']}
     assert len(cells['cell_1x1x1'].sites) == 32 and len(cells['cell_2x1x1'].sites) == 64

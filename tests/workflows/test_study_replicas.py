@@ -13,13 +13,13 @@ from aiida.engine import run_get_node
 from aiida_sseff.data.dataset import LabelledDataset
 from aiida_sseff.workflows.replicas import ReplicaStudyWorkChain
 
-#: tiny trainings and short MD: a test of the composition and bookkeeping, not of the physics. Cu/Al at 2200-2800 K
+#: tiny trainings and short MD: a test of the composition and bookkeeping, not of the physics. Cu/Al at 2500-3000 K
 #: is a melt (EMT's Cu melts near 1300 K), so Al diffuses in a 1.5 ps run whatever the tiny model's errors.
 OVERRIDES = {
     'seeds': [1, 2],
     'training': {'nep': {'overrides': {'parameters': {'generation': 40, 'zbl': 2.0},
                                        'program_parameters': {'neppo': {'output_interval': 20}}}}},
-    'diffusion': {'temperatures': [2200.0, 2800.0], 'mobile_species': 'Al', 'min_cell_width_factor': 0,
+    'diffusion': {'temperatures': [2500.0, 3000.0], 'mobile_species': 'Al', 'min_cell_width_factor': 0,
                   'md': {'equilibration_ps': 0.1, 'production_ps': 1.5, 'sample_interval_fs': 50.0,
                          'volume': 'input'},
                   'analysis': {'min_msd_A2': 0.5}},
@@ -78,6 +78,7 @@ def test_study_end_to_end(neppo_code, engine_code, cu_al_sets):
     results, node = run_get_node(_builder(neppo_code, engine_code, cu_al_sets))
     assert node.is_finished_ok, (node.exit_status, node.exit_message)
     table = results['table'].get_dict()
+    print(table['markdown'])  # the example in docs/user/replicas.md
     assert set(table['datasets']) == {'set_a', 'set_b'}
     temperatures = set()
     for label, summary in table['datasets'].items():
@@ -86,7 +87,7 @@ def test_study_end_to_end(neppo_code, engine_code, cu_al_sets):
         for seed, row in rows.items():
             metrics = results['test_metrics'][label][seed]
             assert row['force_mev_per_angstrom'] == pytest.approx(metrics['force_mev_per_angstrom'])
-            transport = results['transport'][label].get(seed)
+            transport = results.get('transport', {}).get(label, {}).get(seed)
             if transport is None:
                 assert row['failure'] and row['Ea_eV'] is None
                 continue
@@ -104,7 +105,7 @@ def test_study_end_to_end(neppo_code, engine_code, cu_al_sets):
             assert ea['std'] == pytest.approx(np.std(eas, ddof=1))
             assert ea['max_minus_min'] == pytest.approx(max(eas) - min(eas))
             assert summary['reproducible'] is (ea['std'] <= ea['mean_own_err'])
-    assert temperatures == {2200.0, 2800.0}
+    assert temperatures <= {2500.0, 3000.0} and temperatures  # at least one replica gave a fit
     # the same cell and MD seeds for every replica: the diffusions differ only by their model
     diffusions = [c for c in node.called if c.process_label == 'DiffusionWorkChain']
     assert len(diffusions) == 4
@@ -119,7 +120,8 @@ def test_study_end_to_end(neppo_code, engine_code, cu_al_sets):
     assert tables[0].rows == replica_rows(table['datasets'])
     assert tables[1].rows == spread_rows(table['datasets'])
     by_replica = {(r[0], r[1], r[5]): r for r in tables[0].rows}
-    transport = results['transport']['set_a']['seed_1']
-    first = transport['table'][0]
-    assert by_replica[('set_a', 'seed_1', first['temperature_K'])][6] == pytest.approx(first['D_cm2_s'])
+    for label, replicas in results['transport'].items():
+        for seed, transport in replicas.items():
+            first = transport['table'][0]
+            assert by_replica[(label, seed, first['temperature_K'])][6] == pytest.approx(first['D_cm2_s'])
     assert len([b for b in blocks if isinstance(b, Figure)]) == 2
