@@ -1,29 +1,40 @@
 """Benchmark: farthest-point sampling of aiida_sseff.analysis.fps against the PyNEP / GPUMDkit greedy loop.
 
-The peer is the algorithm of PyNEP's ``pynep/select.py`` (``FarthestPointSample.select``, bigd4/PyNEP), which
+PyNEP is not on PyPI (``pip download pynep``: no matching distribution), so the peer is its algorithm, read in
+``pynep/select.py`` (``FarthestPointSample.select``, github.com/bigd4/PyNEP, commit 2038ee4), which
 GPUMDkit copies verbatim into ``Scripts/sample_structures/neptrain_select_structs.py`` (and calls through PyNEP in
 ``pynep_select_structs.py``): start from row 0 (or from the min over ``cdist(candidates, existing set)``, an N x M
 matrix), then per pick ``np.minimum(distances, cdist([x_new], candidates)[0])``. It is re-implemented below (the
 mutable default argument of the original left out), not imported.
 
-Both are run in the same process on the same data: 100,000 candidates, 1,000 picks, d = 30 and 100, on isotropic
-Gaussian data (no structure: the worst case for our triangle-inequality skip) and on data near a 3-dimensional
-manifold (as descriptors of MD snapshots are), without and with an existing set of 500 points. The script checks that
-the selections are identical and prints the best CPU time of ``--repeat`` runs, the time ratio (peer / ours) and the
-peak traced memory (tracemalloc, one further run) of each.
+Both are run in the same process on the same data, interleaved round by round (CPU time of this process, both are
+single-threaded): 1,000 picks, without and with an existing set of 500 points, from 100,000 points of isotropic
+Gaussian data (no structure: the worst case for our triangle-inequality skip), of data near a 3-dimensional manifold,
+and -- the case that matters -- from the real per-atom NEP descriptors (``nep25_zbl.txt``) of MD snapshots of the
+192-atom LLZO cell at 1000 K (300 frames x 192 atoms = 57,600 points; ~30 s of MD to make, ``--cache`` keeps them).
+The script checks that the selections are identical and prints min / median of the CPU times and of the per-round
+ratio (peer / ours); ``--memory`` adds the peak traced memory (tracemalloc, one further run) of each.
 
-Run: ``python benchmarks/bench_fps.py [--n 100000] [--k 1000] [--seed-set 500]``
+Run: ``OMP_NUM_THREADS=1 python benchmarks/bench_fps.py [--n 100000] [--k 1000] [--seed-set 500] [--repeat 3]``
 """
 
 import argparse
+import statistics
+import sys
 import time
 import tracemalloc
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 from scipy.spatial.distance import cdist
 
 from aiida_sseff.analysis.fps import farthest_point_sampling
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _harness import Report, add_arguments, interleaved, load_text, ratio_text, round_ratios  # noqa: E402
+
+DEFAULT_REFERENCE = Path(__file__).resolve().parents[1] / '..' / 'shared' / 'reference'
 
 
 def pynep_farthest_point_sample(new_data, now_data=None, min_distance=-1.0, min_select=1, max_select=None):
@@ -46,21 +57,6 @@ def pynep_farthest_point_sample(new_data, now_data=None, min_distance=-1.0, min_
     return to_add
 
 
-def best_time(function, repeat):
-    """(result, best CPU seconds of ``repeat`` runs).
-
-    CPU time of this process (both algorithms are single-threaded: scipy's cdist and numpy's element-wise loops),
-    so that other load on a shared machine disturbs the comparison less than wall time would; the minimum of the
-    repeats is the least disturbed.
-    """
-    best = np.inf
-    for _ in range(repeat):
-        start = time.process_time()
-        result = function()
-        best = min(best, time.process_time() - start)
-    return result, best
-
-
 def peak_memory(function):
     """Peak traced memory in MB of one run (numpy reports its allocations to tracemalloc)."""
     tracemalloc.start()
@@ -72,49 +68,101 @@ def peak_memory(function):
     return peak / 1e6
 
 
-def datasets(n, d, rng):
-    yield 'gaussian', rng.normal(size=(n, d))
+def synthetic(n, d, rng):
+    yield f'gaussian d={d}', rng.normal(size=(n, d))
     latent = rng.normal(size=(n, 3))
-    yield 'manifold-3d', np.tanh(latent @ rng.normal(size=(3, d))) + 0.01 * rng.normal(size=(n, d))
+    yield f'manifold-3d d={d}', np.tanh(latent @ rng.normal(size=(3, d))) + 0.01 * rng.normal(size=(n, d))
+
+
+def llzo_md_descriptors(reference: Path, n_frames: int, stride: int, cache: Path | None) -> np.ndarray:
+    """Per-atom NEP descriptors (nep25_zbl.txt, 30 components) of MD snapshots of the 192-atom LLZO cell at 1000 K.
+
+    ASE Bussi with calorine CPUNEP, 1 fs, a frame every ``stride`` steps after 100 steps; one row per atom and frame
+    (Li, La, Zr and O environments as they vibrate and Li hops), the points one selects atomic environments from.
+    """
+    if cache is not None and cache.is_file():
+        return np.load(cache)
+    from ase import units
+    from ase.io import read
+    from ase.md.bussi import Bussi
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+    from calorine.calculators import CPUNEP
+
+    model = str(reference / 'llzo' / 'nep25_zbl.txt')
+    atoms = read(reference / 'llzo' / 'nep_training' / 'train.xyz', index=0)
+    atoms.calc = CPUNEP(model)
+    rng = np.random.default_rng(7)
+    MaxwellBoltzmannDistribution(atoms, temperature_K=1000, rng=rng)
+    dynamics = Bussi(atoms, 1.0 * units.fs, temperature_K=1000, taut=100 * units.fs, rng=rng)
+    dynamics.run(100)
+    describe = CPUNEP(model)
+    rows = []
+    for _ in range(n_frames):
+        dynamics.run(stride)
+        rows.append(describe.get_descriptors(atoms.copy()))
+    points = np.concatenate(rows)
+    if cache is not None:
+        np.save(cache, points)
+    return points
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--n', type=int, default=100_000, help='number of candidates')
+    parser.add_argument('--n', type=int, default=100_000, help='number of candidates of the synthetic sets')
     parser.add_argument('--k', type=int, default=1_000, help='number of picks')
     parser.add_argument('--seed-set', type=int, default=500, help='size of the existing set for the seeded runs')
     parser.add_argument('--dims', type=int, nargs='+', default=[30, 100])
-    parser.add_argument('--repeat', type=int, default=2, help='timed runs of each (best one reported)')
+    parser.add_argument('--reference', type=Path, default=DEFAULT_REFERENCE)
+    parser.add_argument('--frames', type=int, default=300, help='MD snapshots of the LLZO set (x 192 atoms)')
+    parser.add_argument('--stride', type=int, default=5, help='MD steps between snapshots')
+    parser.add_argument('--cache', type=Path, default=None, help='keep the LLZO MD descriptors in this .npy file')
+    parser.add_argument('--no-synthetic', action='store_true', help='only the LLZO MD descriptors')
+    parser.add_argument('--memory', action='store_true', help='also the peak traced memory (one more run each)')
+    add_arguments(parser)
     args = parser.parse_args()
+    report = Report('bench_fps.py')
 
     rng = np.random.default_rng(2024)
-    header = (f'{"data":12} {"d":>4} {"seed set":>8} | {"PyNEP s":>8} {"ours s":>8} {"ratio":>6} | '
+    sets = [] if args.no_synthetic else [item for d in args.dims for item in synthetic(args.n, d, rng)]
+    if (args.reference / 'llzo').is_dir():
+        points = llzo_md_descriptors(args.reference, args.frames, args.stride, args.cache)
+        sets.append((f'LLZO MD NEP d={points.shape[1]}', points))
+    else:
+        print(f'reference data absent ({args.reference / "llzo"}): no LLZO MD descriptors')
+    header = (f'{"data":22} {"N":>7} {"seed":>5} | {"PyNEP s":>15} {"ours s":>15} {"ratio":>11} | '
               f'{"PyNEP MB":>9} {"ours MB":>8} | identical')
-    print(f'FPS: {args.k} of {args.n} candidates; CPU seconds, best of {args.repeat}; '
-          'ratio = PyNEP time / our time (same process, same data)')
+    print(f'FPS: {args.k} picks; CPU s, {args.repeat} rounds interleaved, min / median; ratio = PyNEP / ours per '
+          f'round; {load_text()}')
     print(header)
     print('-' * len(header))
-    for d in args.dims:
-        for name, points in datasets(args.n, d, rng):
-            existing = points[rng.choice(args.n, args.seed_set, replace=False)] + 0.01 * rng.normal(
-                size=(args.seed_set, d))
-            for seed_set in (None, existing):
-                if seed_set is None:  # PyNEP starts from row 0; start_index=0 does the same
-                    peer = partial(pynep_farthest_point_sample, points, min_select=args.k, max_select=args.k)
-                    ours = partial(farthest_point_sampling, points, n_select=args.k, start_index=0)
-                else:
-                    peer = partial(pynep_farthest_point_sample, points, seed_set, min_select=args.k,
-                                   max_select=args.k)
-                    ours = partial(farthest_point_sampling, points, n_select=args.k, seed_descriptors=seed_set)
-                peer_indices, peer_s = best_time(peer, args.repeat)
-                our_result, our_s = best_time(ours, args.repeat)
-                peer_mb, our_mb = peak_memory(peer), peak_memory(ours)
-                identical = np.array_equal(np.asarray(peer_indices), our_result.indices)
-                m = 0 if seed_set is None else len(seed_set)
-                print(f'{name:12} {d:4d} {m:8d} | {peer_s:8.2f} {our_s:8.2f} {peer_s / our_s:6.2f} | '
-                      f'{peer_mb:9.1f} {our_mb:8.1f} | {identical}')
-                if not identical:
-                    raise SystemExit('selections differ')
+    for name, points in sets:
+        existing = points[rng.choice(len(points), args.seed_set, replace=False)] + 0.01 * rng.normal(
+            size=(args.seed_set, points.shape[1]))
+        for seed_set in (None, existing):
+            if seed_set is None:  # PyNEP starts from row 0; start_index=0 does the same
+                peer = partial(pynep_farthest_point_sample, points, min_select=args.k, max_select=args.k)
+                ours = partial(farthest_point_sampling, points, n_select=args.k, start_index=0)
+            else:
+                peer = partial(pynep_farthest_point_sample, points, seed_set, min_select=args.k, max_select=args.k)
+                ours = partial(farthest_point_sampling, points, n_select=args.k, seed_descriptors=seed_set)
+            timings, load = interleaved({'pynep': peer, 'ours': ours}, repeat=args.repeat, clock=time.process_time,
+                                        keep_results=True)
+            identical = all(np.array_equal(np.asarray(a), b.indices)
+                            for a, b in zip(timings['pynep'].results, timings['ours'].results, strict=True))
+            memory = (f'{peak_memory(peer):9.1f} {peak_memory(ours):8.1f}' if args.memory else f'{"-":>9} {"-":>8}')
+            m = 0 if seed_set is None else len(seed_set)
+            ratios = round_ratios(timings['pynep'], timings['ours'])
+            print(f'{name:22} {len(points):7d} {m:5d} | {timings["pynep"].text("")} {timings["ours"].text("")} '
+                  f'{ratio_text(timings["pynep"], timings["ours"]):>11} | {memory} | {identical}')
+            if not identical:
+                raise SystemExit('selections differ')
+            if name.startswith('LLZO'):
+                report.goal(f'FPS on NEP descriptors of LLZO MD snapshots ({len(points)} points, seed set {m})',
+                            'PyNEP / ours >= 5 (median), identical picks',
+                            f'{statistics.median(ratios):.1f}x (min {min(ratios):.1f}x), identical {identical}',
+                            statistics.median(ratios) >= 5 and identical, load)
+    print(load_text())
+    report.write(args.json)
 
 
 if __name__ == '__main__':

@@ -109,11 +109,18 @@ def _check_species_options(types: Sequence[str], per_species: bool, species: str
 
 def _per_atom_nep(structures: list[Atoms], model_path: str) -> Iterator[np.ndarray]:
     """Yield calorine's per-atom NEP descriptors, shape (n_atoms, dim), structure by structure."""
-    # calorine evaluates NEP through NEP_CPU; its get_descriptors is the reference implementation to reuse
-    from calorine.nep import get_descriptors
+    # calorine evaluates NEP through NEP_CPU; its CPUNEP calculator is the reference implementation to reuse. One
+    # calculator per atom count for the whole call: calorine's get_descriptors(atoms, model_filename) rereads the model
+    # and builds a new NEP_CPU object for every structure (1.8x the cost), and a NEP_CPU object is bound to one atom
+    # count (CPUNEP rebuilds it when the count changes). The values are the same (the same NEP_CPU call).
+    from calorine.calculators import CPUNEP
 
+    calculators: dict[int, CPUNEP] = {}
     for atoms in structures:
-        yield np.asarray(get_descriptors(atoms, model_filename=model_path), dtype=np.float64)
+        calculator = calculators.get(len(atoms))
+        if calculator is None:
+            calculator = calculators[len(atoms)] = CPUNEP(model_path)
+        yield np.array(calculator.get_descriptors(atoms), dtype=np.float64)
 
 
 def _reduce(per_atom: np.ndarray, symbols: np.ndarray, types: Sequence[str], per_species: bool,

@@ -34,8 +34,9 @@ RETURN_CODES = {
 
 
 def _run_md(config: dict, directory: Path, started: float) -> dict:
-    from ase.io import read
+    from aiida_sseff.engines._lazy import ase_io
 
+    read = ase_io().read  # before anything imports ase.io with every package __init__ (start-up time)
     from aiida_sseff.engines.calculators import check_elements, make_calculator
     from aiida_sseff.engines.md import MdParameterError, run_md, validate_md_parameters
 

@@ -51,9 +51,10 @@ def model_elements(spec: dict, directory: str | Path = '.') -> list[str] | None:
     """The elements the model knows, or None where it knows (nearly) all (CHGNet up to Pu)."""
     kind = spec['kind']
     if kind == 'nep':
-        from calorine.nep import read_model
+        from aiida_sseff.engines._lazy import import_without_package_inits
 
-        return list(read_model(str(Path(directory) / spec['model'])).types)
+        model = import_without_package_inits('calorine.nep.model', ('calorine.nep',))
+        return list(model.read_model(str(Path(directory) / spec['model'])).types)
     if kind == 'emt':
         return list(EMT_ELEMENTS)
     if kind == 'chgnet':
@@ -99,9 +100,9 @@ def make_calculator(spec: dict, directory: str | Path = '.'):
             # The pretrained weights ship inside the chgnet wheel: no download at run time.
             return CHGNetCalculator(use_device=spec['device'], on_isolated_atoms='ignore')
     if kind == 'nep':
-        from calorine.calculators import CPUNEP
+        from aiida_sseff.engines._lazy import cpunep_class
 
-        return CPUNEP(str(directory / spec['model']))
+        return cpunep_class()(str(directory / spec['model']))
     if kind == 'mace':
         from aiida_sseff.compat import import_mace
 

@@ -38,7 +38,8 @@ from pathlib import Path
 
 import numpy as np
 from ase import Atoms, units
-from ase.io import write
+
+from aiida_sseff.engines._lazy import ase_io
 
 ENSEMBLES = ('nvt_bussi', 'nvt_langevin', 'nvt_nose_hoover', 'npt_mtk', 'npt_mtk_iso', 'nve')
 NPT_ENSEMBLES = ('npt_mtk', 'npt_mtk_iso')
@@ -173,22 +174,21 @@ def checkpoint_stride(p: dict) -> int:
 
 
 def _make_dynamics(atoms: Atoms, p: dict, rng: np.random.Generator, ensemble: str):
-    from ase.md.bussi import Bussi
-    from ase.md.langevin import Langevin
-    from ase.md.nose_hoover_chain import MTKNPT, IsotropicMTKNPT, NoseHooverChainNVT
-    from ase.md.verlet import VelocityVerlet
+    from aiida_sseff.engines._lazy import ase_integrator
 
     dt = p['timestep_fs'] * units.fs
     temperature = p['temperature_K']
     tdamp = p['thermostat_time_fs'] * units.fs
     if ensemble == 'nvt_bussi':
-        return Bussi(atoms, dt, temperature_K=temperature, taut=tdamp, rng=rng)
+        return ase_integrator('ase.md.bussi', 'Bussi')(atoms, dt, temperature_K=temperature, taut=tdamp, rng=rng)
     if ensemble == 'nvt_langevin':
-        return Langevin(atoms, dt, temperature_K=temperature, friction=p['friction_per_fs'] / units.fs, rng=rng)
+        return ase_integrator('ase.md.langevin', 'Langevin')(
+            atoms, dt, temperature_K=temperature, friction=p['friction_per_fs'] / units.fs, rng=rng)
     if ensemble == 'nvt_nose_hoover':
-        return NoseHooverChainNVT(atoms, dt, temperature_K=temperature, tdamp=tdamp)
+        return ase_integrator('ase.md.nose_hoover_chain', 'NoseHooverChainNVT')(atoms, dt, temperature_K=temperature,
+                                                                                 tdamp=tdamp)
     if ensemble in NPT_ENSEMBLES:
-        cls = MTKNPT if ensemble == 'npt_mtk' else IsotropicMTKNPT
+        cls = ase_integrator('ase.md.nose_hoover_chain', 'MTKNPT' if ensemble == 'npt_mtk' else 'IsotropicMTKNPT')
         return cls(
             atoms,
             dt,
@@ -197,7 +197,7 @@ def _make_dynamics(atoms: Atoms, p: dict, rng: np.random.Generator, ensemble: st
             tdamp=tdamp,
             pdamp=p['barostat_time_fs'] * units.fs,
         )
-    return VelocityVerlet(atoms, dt)
+    return ase_integrator('ase.md.verlet', 'VelocityVerlet')(atoms, dt)
 
 
 def _get_dotted(obj, name: str):
@@ -257,9 +257,60 @@ def _pressure_gpa(atoms: Atoms) -> float:
     return float(-np.mean(stress[:3]) / units.GPa)
 
 
-def _check_sanity(atoms: Atoms, p: dict, step: int) -> None:
-    from ase.neighborlist import neighbor_list
+#: Extra reach (Å) of the neighbour list of the closest-approach check beyond ``min_distance_A``: while no atom has
+#: moved more than half of (closest distance found - min_distance_A) since that list, no pair can have come closer
+#: than the minimum, and the list is not rebuilt (the Verlet-skin argument of MD codes' neighbour lists).
+CONTACT_SKIN_A = 1.0
 
+
+class _ContactGuard:
+    """Raises :class:`AtomsTooCloseError` once two atoms are closer than ``min_distance_A``, exactly as a neighbour
+    list at every check would, but builds that list only when the atoms may have come close enough.
+
+    Why not a neighbour list at every check: at 192 atoms ASE's list (every 10 steps) costs ~5 % of a CPUNEP run.
+    The bound: a pair at distance r at the last list is, after every atom moved at most ``shift``, at least
+    r - 2 shift apart (the periodic image vector is fixed while the cell is); pairs outside the list's reach
+    (min_distance_A + CONTACT_SKIN_A) were farther than the closest pair found. A changed cell (NPT) voids the bound,
+    so every check then builds the list, as before.
+    """
+
+    def __init__(self, min_distance: float):
+        self.min_distance = float(min_distance)
+        self.reference = None  # positions and cell at the last neighbour list
+        self.cell = None
+        self.closest = 0.0  # the closest distance of that list (its reach if no pair was within)
+        self.n_lists = 0
+
+    def check(self, atoms: Atoms, step: int) -> None:
+        if not self.min_distance > 0:
+            return
+        positions = atoms.positions
+        cell = atoms.cell.array
+        if self.reference is not None and np.array_equal(cell, self.cell):
+            shift = float(np.sqrt(np.max(np.einsum('ij,ij->i', positions - self.reference,
+                                                    positions - self.reference))))
+            # a relative margin of 1e-9 covers rounding of the distances
+            if self.closest - 2.0 * shift > self.min_distance * (1.0 + 1e-9):
+                return
+        from ase.neighborlist import neighbor_list
+
+        reach = self.min_distance + CONTACT_SKIN_A
+        i, j, d = neighbor_list('ijd', atoms, reach)
+        self.n_lists += 1
+        too_close = d < self.min_distance
+        if too_close.any():
+            k = int(np.argmin(d))
+            symbols = atoms.get_chemical_symbols()
+            raise AtomsTooCloseError(
+                f'atoms {i[k]} ({symbols[i[k]]}) and {j[k]} ({symbols[j[k]]}) are {d[k]:.3f} Å apart at step {step} '
+                f'(minimum {self.min_distance} Å): the model lets atoms collapse'
+            )
+        self.closest = float(d.min()) if len(d) else reach
+        self.reference = positions.copy()
+        self.cell = cell.copy()
+
+
+def _check_sanity(atoms: Atoms, p: dict, step: int, contacts: _ContactGuard | None = None) -> None:
     positions = atoms.get_positions()
     if not np.isfinite(positions).all():
         raise MdUnstableError(f'positions became NaN/inf at step {step}')
@@ -269,14 +320,7 @@ def _check_sanity(atoms: Atoms, p: dict, step: int) -> None:
             f'temperature {temperature:.1f} K at step {step} exceeds {p["max_temperature_factor"]}× the target: '
             'the model or the time step is unstable'
         )
-    i, j, d = neighbor_list('ijd', atoms, p['min_distance_A'])
-    if len(d):
-        k = int(np.argmin(d))
-        symbols = atoms.get_chemical_symbols()
-        raise AtomsTooCloseError(
-            f'atoms {i[k]} ({symbols[i[k]]}) and {j[k]} ({symbols[j[k]]}) are {d[k]:.3f} Å apart at step {step} '
-            f'(minimum {p["min_distance_A"]} Å): the model lets atoms collapse'
-        )
+    (contacts or _ContactGuard(p['min_distance_A'])).check(atoms, step)
 
 
 def _replace_atomically(path: Path, write_to) -> None:
@@ -332,6 +376,7 @@ class _Recorder:
 
     def write(self, directory: Path, atoms: Atoms) -> None:
         p = self.p
+        write = ase_io().write
         rows = np.array(self.thermo_rows, dtype=float).reshape(-1, 8)
         _replace_atomically(directory / 'thermo.dat', lambda path: np.savetxt(
             path, rows, header=THERMO_HEADER, fmt=['%d', '%.6f', '%.4f', '%.8f', '%.8f', '%.8f', '%.6f', '%.6f']))
@@ -409,7 +454,10 @@ def run_md(atoms: Atoms, calculator, parameters: dict, directory: str | Path = '
         is then ``'out_of_walltime'``. A run always advances at least one checkpoint interval first (else a restart
         loop could make no progress when the start-up alone takes longer than the budget).
     """
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+    from aiida_sseff.engines._lazy import ASE_SKIPPED, import_without_package_inits
+
+    velocities = import_without_package_inits('ase.md.velocitydistribution', ASE_SKIPPED)
+    MaxwellBoltzmannDistribution, Stationary = velocities.MaxwellBoltzmannDistribution, velocities.Stationary
 
     start = time.perf_counter()
     p = validate_md_parameters(parameters)
@@ -455,6 +503,7 @@ def run_md(atoms: Atoms, calculator, parameters: dict, directory: str | Path = '
     recorder = _Recorder(p, atoms.get_atomic_numbers(), atoms.get_pbc())
     stride = checkpoint_stride(p)
     check_every = p['thermo_interval']
+    contacts = _ContactGuard(p['min_distance_A'])
     n_done_here = 0  # steps advanced in this run (both phases)
     last_checkpoint = 0
     checkpoint_wall = 0.0
@@ -487,13 +536,13 @@ def run_md(atoms: Atoms, calculator, parameters: dict, directory: str | Path = '
         return False
 
     if checkpoint is None:
-        _check_sanity(atoms, p, 0)
+        _check_sanity(atoms, p, 0, contacts)
     while phase == 'equilibration' and eq_done < n_eq:
         chunk = min(check_every, n_eq - eq_done)
         dynamics.run(chunk)
         eq_done += chunk
         n_done_here += chunk
-        _check_sanity(atoms, p, eq_done)
+        _check_sanity(atoms, p, eq_done, contacts)
         if eq_done > n_eq / 2:  # the second half: the cell there is the equilibrated one
             eq_cell_sum += atoms.get_cell().array
             eq_cell_count += 1
@@ -522,7 +571,7 @@ def run_md(atoms: Atoms, calculator, parameters: dict, directory: str | Path = '
             step += chunk
             n_done_here += chunk
             if step % check_every == 0 or step == n_steps:
-                _check_sanity(atoms, p, n_eq + step)
+                _check_sanity(atoms, p, n_eq + step, contacts)
             recorder.record(atoms, step)
             if step < n_steps and must_stop():
                 stopped = True

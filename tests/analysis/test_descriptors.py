@@ -237,3 +237,17 @@ def test_untrained_distances_rank_like_the_trained_model(llzo_full):
     for seed in (0, 1):
         untrained = pdist(untrained_nep_descriptors(structures, ['La', 'Li', 'O', 'Zr'], per_species=True, seed=seed))
         assert spearmanr(untrained, trained).correlation > 0.9
+
+
+@pytest.mark.reference
+def test_reused_calculator_gives_calorines_per_structure_descriptors(llzo):
+    """One CPUNEP per atom count for the whole call (issue #14) gives, bit for bit, what calorine's
+    get_descriptors(atoms, model_filename) gives structure by structure, also when the atom count changes between
+    structures and back."""
+    from calorine.nep import get_descriptors
+
+    model, structures = llzo
+    mixed = [structures[0], structures[1].repeat((1, 1, 2)), structures[2], structures[3].repeat((1, 1, 2))]
+    vectors = nep_descriptors(mixed, model)
+    expected = np.array([get_descriptors(atoms, model).mean(axis=0) for atoms in mixed])
+    np.testing.assert_array_equal(vectors, expected)
