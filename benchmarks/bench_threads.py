@@ -58,7 +58,7 @@ def _structure(calculator: str, reference: Path):
         return atoms
     from ase.build import bulk
 
-    return bulk('Li2O', 'fluorite', a=4.61, cubic=True).repeat(2)
+    return bulk('OLi2', 'fluorite', a=4.61, cubic=True).repeat(2)  # O on the Ca site: antifluorite
 
 
 def _prepare(folder: Path, atoms, calculator: str, reference: Path, temperature: float, n_steps: int) -> None:

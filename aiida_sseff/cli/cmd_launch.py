@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from aiida_sseff.cli.root import cmd_root
+from aiida_sseff.cli.root import cmd_launch, cmd_root
 
 SHIPPED_STRUCTURES = {'Li10GeP2S12': 'Li10GeP2S12.cif'}
 
@@ -195,11 +195,6 @@ def _common_options(function):
     )):
         function = decorator(function)
     return function
-
-
-@cmd_root.group('launch')
-def cmd_launch():
-    """Launch a workflow (use --help on each)."""
 
 
 @cmd_launch.command('pipeline')

@@ -8,24 +8,30 @@ from pathlib import Path
 import click
 from aiida.cmdline.params import arguments
 
-from aiida_sseff.cli.cmd_launch import (
-    _common_options,
-    cmd_launch,
-    load_code_option,
-    load_node_option,
-    load_overrides,
-    load_structure_file,
-    report_end,
-    run_builder,
-)
-from aiida_sseff.cli.root import cmd_plot, cmd_show
+from aiida_sseff.cli.root import cmd_launch, cmd_plot, cmd_show
 
 ENTRY_POINT = 'sseff.study.speed'
 _LABEL = re.compile(r'[A-Za-z][A-Za-z0-9_]*')
+PROTOCOLS = ('fast', 'balanced', 'stringent')
+
+
+def _launch_options(function):
+    """The options of ``cmd_launch._common_options``, declared here: a CLI module imports no other ``cmd_*`` module
+    at module level (tests/cli/test_cli_docs.py), and a decorator is needed at import time."""
+    for decorator in reversed((
+        click.option('--protocol', type=click.Choice(PROTOCOLS), default='fast', show_default=True),
+        click.option('--overrides', type=click.Path(exists=True, dir_okay=False),
+                     help='YAML file merged into the protocol.'),
+        click.option('--daemon/--no-daemon', default=True, show_default=True, help='Submit to the daemon or run here.'),
+        click.option('--wait/--no-wait', default=True, show_default=True, help='With --daemon: wait for the end.'),
+    )):
+        function = decorator(function)
+    return function
 
 
 def _models(values: tuple[str, ...]) -> dict:
     """``{label: model}`` from ``--model`` values ``PK`` or ``LABEL=PK`` (default label: ``NEP_<pk>``/``MACE_<pk>``)."""
+    from aiida_sseff.cli.cmd_launch import load_node_option
     from aiida_sseff.data.model import MaceModel, NepModel
 
     models = {}
@@ -63,10 +69,17 @@ def _sizes(text: str | None, option: str) -> list[int] | None:
                    "protocol's replications.")
 @click.option('--memory-limit-mb', type=float, default=None,
               help="Memory the largest cell must fit in (default: the engine computer's default_memory_per_machine).")
-@_common_options
+@_launch_options
 def cmd_launch_speed(structure, model_values, engine_code_label, gpumd_code_label, target_atoms, memory_limit_mb,
                      protocol, overrides, daemon, wait):
     """MD speed and peak memory of each model versus the number of atoms in replicas of STRUCTURE (sseff.study.speed)."""
+    from aiida_sseff.cli.cmd_launch import (
+        load_code_option,
+        load_overrides,
+        load_structure_file,
+        report_end,
+        run_builder,
+    )
     from aiida_sseff.protocols.utils import recursive_merge
     from aiida_sseff.workflows.speed import SpeedStudyWorkChain
 

@@ -11,7 +11,7 @@ import click
 from aiida.cmdline.groups import VerdiCommandGroup
 from aiida.cmdline.params import options, types
 
-__all__ = ('cmd_analyze', 'cmd_plot', 'cmd_root', 'cmd_sample', 'cmd_show')
+__all__ = ('cmd_analyze', 'cmd_launch', 'cmd_plot', 'cmd_root', 'cmd_sample', 'cmd_show')
 
 
 @click.group('aiida-sseff', cls=VerdiCommandGroup, context_settings={'help_option_names': ['-h', '--help']})
@@ -19,6 +19,11 @@ __all__ = ('cmd_analyze', 'cmd_plot', 'cmd_root', 'cmd_sample', 'cmd_show')
 @options.PROFILE(type=types.ProfileParamType(load_profile=True), expose_value=False)
 def cmd_root():
     """aiida-sseff: machine-learning force fields for solid-state electrolytes, with provenance."""
+
+
+@cmd_root.group('launch')
+def cmd_launch():
+    """Launch a workflow (use --help on each)."""
 
 
 @cmd_root.group('show')

@@ -54,7 +54,7 @@ def test_gpumd_speed_run_inputs_are_valid_gpumd_input():
 
 @pytest.mark.slow
 @pytest.mark.reference
-def test_speed_study_llzo_nep(aiida_profile, engine_code, gpumd_code, reference_dir):
+def test_speed_study_llzo_nep(aiida_profile, engine_code, gpumd_code, reference_dir, tmp_path):
     """Two sizes (192 and 384 atoms) × the reference NEP × {engine, GPUMD stand-in}, 20 steps each."""
     from aiida_sseff.report import section_for
     from aiida_sseff.report.blocks import Figure, Table
@@ -102,3 +102,26 @@ def test_speed_study_llzo_nep(aiida_profile, engine_code, gpumd_code, reference_
     assert tables[1].rows[0][2] == engine_fit['max_n_atoms']
     figure = next(block for block in blocks if isinstance(block, Figure))
     assert figure.data['NEP (engine)']['atom_steps_per_s'] == [r['atom_steps_per_s'] for r in rows[:2]]
+
+    # the CLI shows and plots the same stored table
+    from click.testing import CliRunner
+
+    from aiida_sseff.cli import cmd_root
+
+    shown = CliRunner().invoke(cmd_root, ['show', 'speed', str(node.pk)])
+    assert shown.exit_code == 0, shown.output
+    assert f'{rows[0]["atom_steps_per_s"]:.4g}' in shown.output and 'largest cell in 8000 MB' in shown.output
+    plotted = CliRunner().invoke(cmd_root, ['plot', 'speed', str(node.pk), '-o', str(tmp_path)])
+    assert plotted.exit_code == 0, plotted.output
+    assert (tmp_path / f'speed-{node.pk}.png').stat().st_size > 0
+
+
+def test_launch_speed_refuses_a_node_that_is_no_model(aiida_profile, engine_code):
+    from click.testing import CliRunner
+
+    from aiida_sseff.cli import cmd_root
+
+    node = orm.Int(3).store()
+    result = CliRunner().invoke(cmd_root, ['launch', 'speed', 'Li10GeP2S12', '--model', f'NEP={node.pk}',
+                                           '--engine-code', engine_code.full_label, '--no-daemon'])
+    assert result.exit_code != 0 and 'expected a NepModel or MaceModel' in result.output
