@@ -8,6 +8,7 @@ from aiida import orm
 from aiida.common import datastructures
 from aiida.engine import CalcJob
 
+from aiida_sseff.calculations.threads import thread_prepend_text
 from aiida_sseff.data.dataset import LabelledDataset
 from aiida_sseff.data.model import MaceModel, NepModel
 from aiida_sseff.data.reference import SurrogateReference
@@ -141,6 +142,10 @@ class EngineCalculation(CalcJob):
 
         calcinfo = datastructures.CalcInfo()
         calcinfo.codes_info = [codeinfo]
+        # threads = this job's share of the cores (several engine jobs may share one machine); the engine passes
+        # OMP_NUM_THREADS on to torch
+        calcinfo.prepend_text = thread_prepend_text(self.node.get_option('resources'),
+                                                    self.node.get_option('environment_variables'))
         calcinfo.local_copy_list = self._local_copies()
         if 'model' in self.inputs:
             model = self.inputs.model

@@ -31,6 +31,7 @@ from aiida import orm
 from aiida.common import datastructures
 from aiida.engine import CalcJob
 
+from aiida_sseff.calculations.threads import thread_prepend_text
 from aiida_sseff.data.dataset import LabelledDataset
 from aiida_sseff.data.model import NepModel
 
@@ -268,6 +269,10 @@ class NepTrainCalculation(CalcJob):
 
         calcinfo = datastructures.CalcInfo()
         calcinfo.codes_info = [codeinfo]
+        if program == 'neppo':
+            # torch's CPU threads = this job's share of the cores (GPUMD nep runs on the GPU: nothing to share)
+            calcinfo.prepend_text = thread_prepend_text(self.node.get_option('resources'),
+                                                        self.node.get_option('environment_variables'))
         calcinfo.local_copy_list = []
         if 'restart' in self.inputs:
             restart = self.inputs.restart

@@ -18,6 +18,7 @@ from aiida_sseff.cli import (  # noqa: F401  (imported for their commands)
     cmd_sample,
     cmd_setup,
     cmd_show,
+    cmd_speed,
     cmd_studies,
     cmd_training,
     cmd_transport,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import traceback
@@ -114,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         report = {'status': 'error', 'message': f'{type(exception).__name__}: {exception}',
                   'traceback': traceback.format_exc()}
     report['task'] = args.task
+    # the threads this job ran with (its share of the cores, from the submit script): speeds mean little without it
+    report['threads'] = int(os.environ['OMP_NUM_THREADS']) if os.environ.get('OMP_NUM_THREADS', '').isdigit() else None
     write_report(directory, report)
     if report['status'] == 'out_of_walltime':
         print(f'aiida-sseff-engine md: stopped for the wall time at production step {report["step"]} of '

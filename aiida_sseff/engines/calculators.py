@@ -85,11 +85,29 @@ def check_elements(symbols, spec: dict, directory: str | Path = '.') -> None:
         )
 
 
+def torch_threads_from_environment() -> int | None:
+    """Set torch's CPU threads to ``OMP_NUM_THREADS`` (what the CalcJob's submit script set from the job's
+    resources, :mod:`aiida_sseff.calculations.threads`) and return it; None where the variable is not set (torch's
+    own default then: one thread per core). torch reads the variable too, but only when its thread pool starts, and
+    a library imported before could have started it already: setting it explicitly leaves no doubt."""
+    import os
+
+    value = os.environ.get('OMP_NUM_THREADS', '').strip()
+    if not value.isdigit() or int(value) < 1:
+        return None
+    import torch
+
+    torch.set_num_threads(int(value))
+    return int(value)
+
+
 def make_calculator(spec: dict, directory: str | Path = '.'):
     """Return an ASE calculator for the spec; model files are looked up in ``directory``."""
     spec = validate_spec(spec)
     kind = spec['kind']
     directory = Path(directory)
+    if kind in ('chgnet', 'mace'):
+        torch_threads_from_environment()
     if kind == 'chgnet':
         import warnings
 
