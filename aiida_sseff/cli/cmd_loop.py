@@ -34,8 +34,10 @@ def _loop_node(process):
 def extension_builder(previous, max_labels: int):
     """A new loop that continues ``previous`` (a terminated sseff.loop with outputs) from its last iteration: its
     inputs, with its final dataset, its fixed test set, its table (the last row is the criterion's previous
-    iteration) and ``max_labels`` new labels. Nothing it labelled is labelled again."""
-    missing = [name for name in ('dataset', 'test_set', 'iterations') if name not in previous.outputs]
+    iteration), its last committee (which explores first: that iteration is not retrained) and ``max_labels`` new
+    labels. Nothing it labelled is labelled again."""
+    missing = [name for name in ('dataset', 'test_set', 'iterations', 'model', 'committee')
+               if name not in previous.outputs]
     if missing:
         raise click.ClickException(f'sseff.loop <{previous.pk}> has no {", ".join(missing)} output: it cannot be '
                                    'extended (it stopped before its first iteration)')
@@ -43,6 +45,8 @@ def extension_builder(previous, max_labels: int):
     builder.dataset = previous.outputs.dataset
     builder.test_set = previous.outputs.test_set
     builder.iterations = previous.outputs.iterations
+    builder.committee = dict(previous.outputs.committee)
+    builder.committee_model = previous.outputs.model
     builder.initial_sampling = {}
     from aiida import orm
 

@@ -147,20 +147,26 @@ def loop_summary(criterion: orm.Dict, outcome: orm.Str, **nodes: orm.Dict) -> or
     loop's rows first when extending: ``previous``), each with the committee disagreement of the candidates explored
     after it (``disagreement_<n>``); ``criterion`` (its thresholds), ``outcome`` (``converged`` or the budget message),
     ``converged``, ``labels_used`` (by this loop)."""
-    rows = list(nodes['previous']['rows']) if 'previous' in nodes else []
+    rows = [dict(row) for row in nodes['previous']['rows']] if 'previous' in nodes else []
     own = sorted((int(key.split('_')[1]), node) for key, node in nodes.items() if key.startswith('iteration_'))
-    labels_used = 0
-    for number, node in own:
+    for _, node in own:
         row = node.get_dict()
-        disagreement = nodes.get(f'disagreement_{number:03d}')
-        row['disagreement_mean_eV_A'] = disagreement['mean'] if disagreement is not None else None
-        row['disagreement_max_eV_A'] = disagreement['max'] if disagreement is not None else None
-        labels_used += int(row['labels_added'])
+        row['disagreement_mean_eV_A'] = row['disagreement_max_eV_A'] = None
         rows.append(row)
+    # the exploration after iteration n (an extension explores after the previous loop's last iteration first)
+    for row in rows:
+        disagreement = nodes.get(f"disagreement_{int(row['iteration']):03d}")
+        if disagreement is not None:
+            row['disagreement_mean_eV_A'], row['disagreement_max_eV_A'] = disagreement['mean'], disagreement['max']
+    labels_used = sum(int(node['labels_added']) for _, node in own)
     last = rows[-1]['convergence'] if rows else {'converged': False}
     return orm.Dict(json_safe({'rows': rows, 'criterion': criterion.get_dict(), 'outcome': outcome.value,
                                'converged': bool(last['converged']), 'labels_used': labels_used,
                                'columns': list(ROW_KEYS)}))
+
+
+def _fmt(value, spec: str = '.3f') -> str:
+    return 'n/a' if value is None else format(value, spec)
 
 
 # --- validation -------------------------------------------------------------------------------------------------------
@@ -197,8 +203,17 @@ def _validate_inputs(inputs, _):  # noqa: PLR0911 - one sentence per bad input
         return 'give the initial labelled `dataset` or `initial_sampling` (the candidates of the first dataset)'
     if 'dataset' in inputs and not inputs['dataset'].has_labels:
         return 'dataset must be labelled (energies and forces): it is the training set of the first committee'
-    if 'iterations' in inputs and ('dataset' not in inputs or 'test_set' not in inputs):
-        return 'extending a loop (`iterations`) needs its `dataset` and `test_set` too'
+    extension = [name for name in ('dataset', 'test_set', 'committee', 'committee_model') if inputs.get(name)]
+    if 'iterations' in inputs:
+        missing = [name for name in ('dataset', 'test_set', 'committee', 'committee_model') if name not in extension]
+        if missing:
+            return f'extending a loop (`iterations`) needs its {", ".join(missing)} too'
+        if inputs['committee_model'].uuid not in {model.uuid for model in inputs['committee'].values()}:
+            return 'committee_model must be one of the committee models'
+        if len(inputs['committee']) < 2:
+            return 'committee: a committee of one model has no disagreement'
+    elif 'committee' in extension or 'committee_model' in extension:
+        return 'committee and committee_model continue a loop: give its `iterations` too'
     training = inputs['training']
     architectures = training['architectures'].get_dict() if 'architectures' in training else {}
     if len(architectures) != 1:
@@ -255,6 +270,11 @@ class LoopWorkChain(ProtocolMixin, WorkChain):
                    help='{"n_sigma": k, "ea_spread_tolerance_eV": s}: converged when Ea and every D agree with the '
                         'previous iteration within k × the combined uncertainty, and the std of Ea over the replicas '
                         'is at most s.')
+        spec.input_namespace('committee', valid_type=(NepModel, MaceModel), dynamic=True, required=False,
+                             help='Extending a loop: its last committee (its `committee` output); the new loop starts '
+                                  'by exploring with it, so the last iteration is neither retrained nor relabelled.')
+        spec.input('committee_model', valid_type=(NepModel, MaceModel), required=False,
+                   help='Extending a loop: its best committee model (its `model` output).')
         spec.input('seed', valid_type=orm.Int, default=lambda: orm.Int(1), help='Seed of the test-set hold-out.')
         spec.expose_inputs(SamplingWorkChain, namespace='initial_sampling', exclude=INITIAL_EXCLUDE,
                            namespace_options={'required': False, 'populate_defaults': False,
@@ -282,12 +302,17 @@ class LoopWorkChain(ProtocolMixin, WorkChain):
                 cls.run_initial_labelling, cls.inspect_initial_labelling,
             ),
             cls.hold_out_test_set,
+            if_(cls.extends_a_loop)(
+                cls.resume_committee,
+                cls.run_exploration, cls.inspect_exploration,
+                if_(cls.has_selection)(cls.run_labelling, cls.inspect_labelling),
+            ),
             while_(cls.should_iterate)(
                 cls.run_training, cls.inspect_training,
                 cls.run_transport, cls.inspect_transport,
                 if_(cls.should_add_labels)(
                     cls.run_exploration, cls.inspect_exploration,
-                    cls.run_labelling, cls.inspect_labelling,
+                    if_(cls.has_selection)(cls.run_labelling, cls.inspect_labelling),
                 ),
             ),
             cls.finalise,
@@ -296,7 +321,11 @@ class LoopWorkChain(ProtocolMixin, WorkChain):
         spec.output('dataset', valid_type=LabelledDataset, help='The final training pool (initial + added labels).')
         spec.output('test_set', valid_type=LabelledDataset, help='The fixed test set of the RMSE column.')
         spec.output('model', valid_type=(NepModel, MaceModel), help='The best committee model of the last iteration.')
-        spec.output('transport', valid_type=orm.Dict, help='sseff.diffusion `results` of that model.')
+        spec.output_namespace('committee', valid_type=(NepModel, MaceModel), dynamic=True,
+                              help='The committee of the last iteration (seed_<n>): with `model`, `dataset`, '
+                                   '`test_set` and `iterations` the inputs of an extension.')
+        spec.output('transport', valid_type=orm.Dict, required=False,
+                    help='sseff.diffusion `results` of that model (absent when an extension stopped before training).')
         spec.output('iterations', valid_type=orm.Dict,
                     help='The per-iteration table (rows), the criterion, its thresholds and the outcome.')
 
@@ -400,6 +429,7 @@ class LoopWorkChain(ProtocolMixin, WorkChain):
         self.ctx.labels_added = 0
         self.ctx.converged = False
         self.ctx.stop = False
+        self.ctx.empty_window = None
         self.ctx.records = {}
         self.ctx.disagreements = {}
         # the previous iteration of the criterion: the previous loop's table when extending one (its last row)
@@ -408,6 +438,16 @@ class LoopWorkChain(ProtocolMixin, WorkChain):
             self.ctx.iteration = int(self.ctx.previous['rows'][-1]['iteration']) + 1
         self.ctx.first_iteration = self.ctx.iteration
         self.ctx.dataset = self.inputs.get('dataset')
+
+    def extends_a_loop(self):
+        return 'committee' in self.inputs and bool(self.inputs.committee)
+
+    def resume_committee(self):
+        """The previous loop's last committee explores first: its last iteration is not trained again."""
+        self.ctx.committee = dict(self.inputs.committee)
+        self.ctx.best_model = self.inputs.committee_model
+        self.report(f'extending a loop from its iteration {self.ctx.iteration - 1} with its committee of '
+                    f'{len(self.ctx.committee)} models')
 
     def needs_initial_dataset(self):
         return 'dataset' not in self.inputs
@@ -516,10 +556,9 @@ class LoopWorkChain(ProtocolMixin, WorkChain):
         self.ctx.records[f'iteration_{self.ctx.iteration:03d}'] = record
         self.ctx.previous = record
         self.ctx.converged = record['convergence']['converged']
-        spread = record['ea_replica_spread_eV']
-        self.report(f"iteration {self.ctx.iteration}: Ea = {record['Ea_eV']:.3f} ± {record['Ea_err_eV']:.3f} eV, "
-                    f"replica spread {'n/a' if spread is None else f'{spread:.3f}'} eV, test force RMSE "
-                    f"{record['force_rmse_mev_A']:.1f} meV/Å; "
+        self.report(f"iteration {self.ctx.iteration}: Ea = {_fmt(record['Ea_eV'])} ± {_fmt(record['Ea_err_eV'])} eV, "
+                    f"replica spread {_fmt(record['ea_replica_spread_eV'])} eV, test force RMSE "
+                    f"{_fmt(record['force_rmse_mev_A'], '.1f')} meV/Å; "
                     + ('converged' if self.ctx.converged else
                        'not converged: ' + ', '.join(record['convergence']['not_converged'])))
         self.ctx.iteration += 1
@@ -560,11 +599,17 @@ class LoopWorkChain(ProtocolMixin, WorkChain):
                     f"{disagreement['mean']:.3f} max {disagreement['max']:.3f} eV/Å; {report['n_inside']} in the "
                     f"trust window, {len(selection['indices'].get_list())} selected")
         if not selection['indices'].get_list():
-            return self.exit_codes.ERROR_NO_FRAME_IN_TRUST_WINDOW.format(
-                window=report['window'], n_below=report['n_below'], n_above=report['n_above'])
+            # the loop ends here, with its table: finalise returns this exit code
+            self.ctx.stop = True
+            self.ctx.empty_window = {'window': report['window'], 'n_below': report['n_below'],
+                                     'n_above': report['n_above']}
+            return None
         self.ctx.selected = subset_dataset(candidates, selection['indices'],
                                            metadata={'call_link_label': f'selected_{number:03d}'})
         return None
+
+    def has_selection(self):
+        return not self.ctx.empty_window
 
     def run_labelling(self):
         node, failed = self._submit('labelling', LabellingWorkChain, self.exit_codes.ERROR_LABELLING_FAILED,
@@ -590,6 +635,8 @@ class LoopWorkChain(ProtocolMixin, WorkChain):
         if self.ctx.converged:
             outcome = 'converged: Ea and D(T) agree with the previous iteration and the replica spread of Ea is ' \
                       'within tolerance'
+        elif self.ctx.empty_window:
+            outcome = f"stopped: no explored frame in the trust window {self.ctx.empty_window['window']} eV/Å"
         else:
             what = ', '.join(self._last_record()['convergence']['not_converged'])
             outcome = f'not converged ({what})'
@@ -601,8 +648,13 @@ class LoopWorkChain(ProtocolMixin, WorkChain):
         self.out('dataset', self.ctx.dataset)
         self.out('test_set', self.ctx.test_set)
         self.out('model', self.ctx.best_model)
+        for name, model in self.ctx.committee.items():
+            self.out(f'committee.{name}', model)
         best_name = next(name for name, model in self.ctx.committee.items() if model.uuid == self.ctx.best_model.uuid)
-        self.out('transport', self.ctx[f'diffusion_{best_name}'].outputs.results)
+        if f'diffusion_{best_name}' in self.ctx and self.ctx.records:  # an extension may stop before it trains
+            self.out('transport', self.ctx[f'diffusion_{best_name}'].outputs.results)
+        if self.ctx.empty_window:
+            return self.exit_codes.ERROR_NO_FRAME_IN_TRUST_WINDOW.format(**self.ctx.empty_window)
         if not self.ctx.converged:
             return self.exit_codes.ERROR_NOT_CONVERGED.format(
                 budget=f'{self.ctx.labels_used} of {self.inputs.max_labels.value} labels, '

@@ -14,10 +14,10 @@ from aiida_sseff.protocols.utils import recursive_merge
 from aiida_sseff.workflows.loop import LoopWorkChain, loop_iteration, loop_summary
 
 #: the smallest loop that still runs every stage: 2 temperatures, 2 replicas, 8 candidates per exploration, 3 labels
-#: per iteration, 40 neppo steps. The models are not physical (nothing here asserts a D or an Ea value); what is
+#: per iteration, 100 neppo steps. The models are not physical (nothing here asserts a D or an Ea value); what is
 #: asserted is the loop's logic on the numbers its stages produced.
 TINY = {
-    'temperatures': [1500.0, 2000.0],
+    'temperatures': [1200.0, 1500.0],
     'n_per_iteration': 3,
     'max_labels': 3,
     'max_iterations': 3,
@@ -28,12 +28,13 @@ TINY = {
     'exploration': {'md': {'parameters': {'n_equilibration_steps': 5, 'n_steps': 20, 'snapshot_interval': 5,
                                           'thermo_interval': 5, 'trajectory_interval': 5}}},
     'training': {'seeds': [1, 2],
-                 'nep': {'overrides': {'parameters': {'generation': 40, 'zbl': 2.0},
+                 'nep': {'overrides': {'parameters': {'generation': 100, 'zbl': 2.0},
                                        'program_parameters': {'neppo': {'output_interval': 20, 'batch': 4}}}}},
-    # the 12-atom cell as it is (no supercell: CPUNEP takes every periodic image); 0.4 ps at 1500/2000 K, where
-    # Li2O is superionic; min_msd_A2 lowered because the wiring is tested here, not D
+    # the 12-atom cell as it is (no supercell: CPUNEP takes every periodic image; a few ms per step); 2 ps at 1200 and
+    # 1500 K, where Li2O is superionic (below its 1711 K melting point); min_msd_A2 lowered because the loop's logic
+    # is tested here, not D (with 0.4 ps at 1500/2000 K a 40-step model gave a negative D at 2000 K in a run here)
     'diffusion': {'min_cell_width_factor': None,
-                  'md': {'equilibration_ps': 0.05, 'production_ps': 0.4, 'sample_interval_fs': 10.0},
+                  'md': {'equilibration_ps': 0.1, 'production_ps': 2.0, 'sample_interval_fs': 20.0},
                   'analysis': {'min_msd_A2': 0.05}},
 }
 
@@ -82,8 +83,9 @@ def labelling_calls(node) -> list:
 @pytest.mark.slow
 def test_loop_converges_on_transport_then_extends_to_the_budget(aiida_profile, engine_code, neppo_code):
     """A: a criterion built to converge stops by transport at the second iteration (exit 0), after adding labels.
-    B: the extension of A (its dataset, test set and table) with a tolerance of zero adds new labels only, never
-    relabels A's, and stops at its budget with ERROR_NOT_CONVERGED naming what did not converge."""
+    B: the extension of A (its dataset, test set, table and last committee) with a tolerance of zero explores with
+    A's committee first (A's last iteration is not retrained), adds new labels only, never relabels A's, and stops
+    at its budget with ERROR_NOT_CONVERGED naming what did not converge."""
     structure = li2o()
     dataset = chgnet_dataset(structure)
     _, first = run_get_node(tiny_builder(engine_code, neppo_code, structure, dataset))
@@ -103,6 +105,8 @@ def test_loop_converges_on_transport_then_extends_to_the_budget(aiida_profile, e
     assert rows[0]['Ea_eV'] != rows[1]['Ea_eV']
     assert all(len(row['replica_Ea_eV']) == 2 and row['ea_replica_spread_eV'] is not None for row in rows)
     assert rows[0]['disagreement_max_eV_A'] > 0 and rows[1]['disagreement_max_eV_A'] is None  # no exploration after
+    assert set(first.outputs.committee) == {'seed_1', 'seed_2'}
+    assert first.outputs.model.uuid in {model.uuid for model in first.outputs.committee.values()}
     # the growth of the dataset is in the provenance graph: merge_datasets of the pool and the labelled selection
     assert first.outputs.dataset.creator.process_label == 'merge_datasets'
     (labelling,) = labelling_calls(first)
@@ -128,8 +132,13 @@ def test_loop_converges_on_transport_then_extends_to_the_budget(aiida_profile, e
     assert second.exit_status == LoopWorkChain.exit_codes.ERROR_NOT_CONVERGED.status, second.exit_message
     assert 'Ea' in second.exit_message and 'ea_replica_spread' in second.exit_message
     extended = second.outputs.iterations.get_dict()
-    assert [row['iteration'] for row in extended['rows']] == [0, 1, 2, 3]
-    assert extended['rows'][:2] == rows and extended['labels_used'] == 3
+    assert [row['iteration'] for row in extended['rows']] == [0, 1, 2]
+    assert extended['rows'][0] == rows[0] and extended['labels_used'] == 3
+    # A's last row now has the disagreement of the exploration B made with A's committee
+    assert extended['rows'][1]['Ea_eV'] == rows[1]['Ea_eV'] and extended['rows'][1]['disagreement_max_eV_A'] > 0
+    assert extended['rows'][2]['labels_added'] == 3 and extended['rows'][2]['n_structures'] == 14
+    trainings = [child for child in second.called if child.process_label == 'ArchitectureTrainingWorkChain']
+    assert len(trainings) == 1  # A's last committee explored; only the grown dataset was trained on
     # no relabelling: one labelling call, of the 3 new frames only; A's labelled structures are carried over as they are
     (labelling,) = labelling_calls(second)
     assert labelling.inputs.structures.n_structures == 3
