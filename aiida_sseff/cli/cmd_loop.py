@@ -7,17 +7,7 @@ from pathlib import Path
 import click
 from aiida.cmdline.params import arguments
 
-from aiida_sseff.cli.cmd_launch import (
-    _common_options,
-    cmd_launch,
-    load_code_option,
-    load_dataset_option,
-    load_overrides,
-    load_structure_file,
-    report_end,
-    run_builder,
-)
-from aiida_sseff.cli.root import cmd_plot, cmd_show
+from aiida_sseff.cli.root import cmd_launch, cmd_plot, cmd_show, launch_options
 
 ENGINE_PLUGINS = ('sseff.engine.md', 'sseff.engine.label')
 
@@ -70,12 +60,20 @@ def extension_builder(previous, max_labels: int):
               help='pk of a finished sseff.loop to continue from its last iteration (no relabelling).')
 @click.option('--max-labels', type=click.IntRange(min=1), default=None,
               help='The label budget (with --extend: the new labels; default: the protocol\'s).')
-@_common_options
+@launch_options
 def cmd_launch_loop(structure, labeller, code_label, engine_code_label, training_code_label, surrogate_model, dataset,
                     extend_pk, max_labels, protocol, overrides, daemon, wait):
     """Active learning on STRUCTURE (file or shipped name) until D(T) and Ea converge (sseff.loop)."""
     from aiida import orm
 
+    from aiida_sseff.cli.cmd_launch import (
+        load_code_option,
+        load_dataset_option,
+        load_overrides,
+        load_structure_file,
+        report_end,
+        run_builder,
+    )
     from aiida_sseff.workflows.loop import LoopWorkChain
 
     if extend_pk is not None:
