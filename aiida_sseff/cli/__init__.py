@@ -13,6 +13,7 @@ from aiida_sseff.cli.root import cmd_root
 from aiida_sseff.cli import (  # noqa: F401  (imported for their commands)
     cmd_finite_size,
     cmd_launch,
+    cmd_loop,
     cmd_replicas,
     cmd_report,
     cmd_sample,
