@@ -23,6 +23,7 @@ from ase import Atoms
 __all__ = [
     'committee_forces',
     'combined_agreement',
+    'gpumd_active_sigma_f',
     'max_force_deviation',
     'replica_spread',
     'select_candidates',
@@ -59,6 +60,16 @@ def max_force_deviation(forces) -> np.ndarray:
         spread = stack - stack.mean(axis=0)
         deviations[frame] = float(np.sqrt((spread**2).sum(axis=2).mean(axis=0)).max())
     return deviations
+
+
+def gpumd_active_sigma_f(forces) -> np.ndarray:
+    """GPUMD's ``active`` uncertainty of each frame: max over atoms of √(σ²_x + σ²_y + σ²_z) with the *sample*
+    variance (ddof = 1) over the models (GPUMD ``doc/gpumd/input_parameters/active.rst``), i.e.
+    √(M / (M − 1)) × :func:`max_force_deviation`; for comparing a GPUMD ``active.out`` or threshold with a trust window
+    of this module. Same input as :func:`max_force_deviation`."""
+    per_model = list(forces)
+    deviations = max_force_deviation(per_model)  # refuses fewer than two models
+    return deviations * np.sqrt(len(per_model) / (len(per_model) - 1))
 
 
 def committee_forces(structures: Sequence[Atoms], calculators: Sequence) -> list[list[np.ndarray]]:

@@ -127,3 +127,15 @@ def test_transport_convergence_criterion():
     assert not zero['converged'] and 'Ea' in zero['not_converged'] and 'ea_replica_spread' in zero['not_converged']
     with pytest.raises(ValueError, match='n_sigma'):
         transport_convergence(previous, current, n_sigma=math.inf, ea_spread_tolerance=0.05)
+
+
+def test_gpumd_active_sigma_f_is_the_sample_std_definition():
+    """GPUMD's active.rst: σ_f = max_i sqrt(Σ_k σ²_ik), σ² the sample variance over the M models; computed here
+    directly with numpy (ddof=1) for three models of random forces and compared."""
+    from aiida_sseff.analysis.committee import gpumd_active_sigma_f
+
+    rng = np.random.default_rng(7)
+    forces = rng.normal(size=(3, 4, 5, 3))  # 3 models, 4 frames, 5 atoms
+    expected = np.sqrt(np.var(forces, axis=0, ddof=1).sum(axis=2)).max(axis=1)
+    np.testing.assert_allclose(gpumd_active_sigma_f(forces), expected, rtol=1e-12)
+    np.testing.assert_allclose(gpumd_active_sigma_f(forces) / max_force_deviation(forces), np.sqrt(3 / 2))
