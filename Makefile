@@ -14,6 +14,9 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 PROFILE ?= sseff
 PROTOCOL ?= fast
 PYTEST_ARGS ?=
+# two test processes (pytest-xdist), each with its own temporary profile, one thread each: a serial run keeps about
+# one core busy, so two workers halve the wall time on a 2-core CI runner; PYTEST_WORKERS=0 runs serially
+PYTEST_WORKERS ?= 2
 
 .PHONY: install demo test lint profile clean-profile docs test-production
 
@@ -38,7 +41,7 @@ demo: profile
 	$(BIN)/aiida-sseff -p $(PROFILE) demo --protocol $(PROTOCOL) --output results
 
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check aiida_sseff tests benchmarks examples
