@@ -8,19 +8,7 @@ from pathlib import Path
 import click
 from aiida.cmdline.params import arguments
 
-from aiida_sseff.cli.cmd_launch import (
-    DIFFUSION_PLUGINS,
-    TRAINING_PLUGINS,
-    _common_options,
-    cmd_launch,
-    load_code_option,
-    load_dataset_option,
-    load_overrides,
-    load_structure_file,
-    report_end,
-    run_builder,
-)
-from aiida_sseff.cli.root import cmd_plot, cmd_show
+from aiida_sseff.cli.root import _common_options, cmd_launch, cmd_plot, cmd_show
 
 STUDY_TYPE = 'aiida.workflows:sseff.study.dataset_size'
 
@@ -40,6 +28,17 @@ def cmd_launch_dataset_size(dataset, structure, training_code_label, diffusion_c
                             mobile_species, protocol, overrides, daemon, wait):
     """Errors and Li transport versus training-set size: DATASET (labelled extxyz file or pk) held out once, reduced
     by nested FPS, one NEP per size, each one's diffusion in STRUCTURE (sseff.study.dataset_size)."""
+    # the launch helpers at call time: no CLI module imports another command module at import (test_cli_docs)
+    from aiida_sseff.cli.cmd_launch import (
+        DIFFUSION_PLUGINS,
+        TRAINING_PLUGINS,
+        load_code_option,
+        load_dataset_option,
+        load_overrides,
+        load_structure_file,
+        report_end,
+        run_builder,
+    )
     from aiida_sseff.protocols.utils import recursive_merge
     from aiida_sseff.workflows.dataset_size import DatasetSizeStudyWorkChain
 

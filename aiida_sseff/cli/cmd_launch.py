@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from aiida_sseff.cli.root import cmd_root
+from aiida_sseff.cli.root import PROTOCOLS, _common_options, cmd_launch, cmd_root  # noqa: F401 - re-exported
 
 SHIPPED_STRUCTURES = {'Li10GeP2S12': 'Li10GeP2S12.cif'}
 
@@ -129,7 +129,6 @@ LABELLER_PLUGINS = {'cp2k': ('sseff.cp2k',), 'vasp': ('vasp.vasp',), 'surrogate'
 ENGINE_PLUGINS = ('sseff.engine.md', 'sseff.engine.label')
 TRAINING_PLUGINS = ('sseff.nep.train',)
 DIFFUSION_PLUGINS = ('sseff.engine.md', 'sseff.gpumd')
-PROTOCOLS = ['fast', 'balanced', 'stringent']
 
 
 def load_code_option(label: str, option: str, plugins: tuple[str, ...]):
@@ -216,23 +215,6 @@ def report_end(node, what: str) -> None:
     state = node.process_state.value if node.process_state else 'created'
     click.echo(f'{what} <{node.pk}>: {state}' + (f' [{node.exit_status}] {node.exit_message}'
                                                   if node.is_terminated and not node.is_finished_ok else ''))
-
-
-def _common_options(function):
-    for decorator in reversed((
-        click.option('--protocol', type=click.Choice(PROTOCOLS), default='fast', show_default=True),
-        click.option('--overrides', type=click.Path(exists=True, dir_okay=False),
-                     help='YAML file merged into the protocol.'),
-        click.option('--daemon/--no-daemon', default=True, show_default=True, help='Submit to the daemon or run here.'),
-        click.option('--wait/--no-wait', default=True, show_default=True, help='With --daemon: wait for the end.'),
-    )):
-        function = decorator(function)
-    return function
-
-
-@cmd_root.group('launch')
-def cmd_launch():
-    """Launch a workflow (use --help on each)."""
 
 
 @cmd_launch.command('pipeline')

@@ -11,7 +11,9 @@ import click
 from aiida.cmdline.groups import VerdiCommandGroup
 from aiida.cmdline.params import options, types
 
-__all__ = ('cmd_analyze', 'cmd_plot', 'cmd_root', 'cmd_sample', 'cmd_show')
+__all__ = ('PROTOCOLS', 'cmd_analyze', 'cmd_launch', 'cmd_plot', 'cmd_root', 'cmd_sample', 'cmd_show')
+
+PROTOCOLS = ['fast', 'balanced', 'stringent']
 
 
 @click.group('aiida-sseff', cls=VerdiCommandGroup, context_settings={'help_option_names': ['-h', '--help']})
@@ -19,6 +21,24 @@ __all__ = ('cmd_analyze', 'cmd_plot', 'cmd_root', 'cmd_sample', 'cmd_show')
 @options.PROFILE(type=types.ProfileParamType(load_profile=True), expose_value=False)
 def cmd_root():
     """aiida-sseff: machine-learning force fields for solid-state electrolytes, with provenance."""
+
+
+@cmd_root.group('launch')
+def cmd_launch():
+    """Launch a workflow (use --help on each)."""
+
+
+def _common_options(function):
+    """--protocol, --overrides, --daemon/--no-daemon and --wait/--no-wait of every ``launch`` command."""
+    for decorator in reversed((
+        click.option('--protocol', type=click.Choice(PROTOCOLS), default='fast', show_default=True),
+        click.option('--overrides', type=click.Path(exists=True, dir_okay=False),
+                     help='YAML file merged into the protocol.'),
+        click.option('--daemon/--no-daemon', default=True, show_default=True, help='Submit to the daemon or run here.'),
+        click.option('--wait/--no-wait', default=True, show_default=True, help='With --daemon: wait for the end.'),
+    )):
+        function = decorator(function)
+    return function
 
 
 @cmd_root.group('show')
