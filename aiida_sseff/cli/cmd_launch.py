@@ -35,13 +35,25 @@ def load_structure_file(path_or_name: str):
     return orm.StructureData(ase=atoms)
 
 
-def ensure_daemon(n_workers: int = 1):
+def ensure_daemon(n_workers: int = 1, broker_timeout: float = 120.0):
     from aiida.engine.daemon.client import get_daemon_client
+    from aiida.manage import get_manager
 
     client = get_daemon_client()
     if not client.is_daemon_running:
         click.echo(f'Starting the daemon ({n_workers} worker, ZeroMQ broker)')
         client.start_daemon(number_workers=n_workers)
+    # on a loaded machine the embedded broker can take longer than aiida-core's 10 s to publish its endpoint (make
+    # demo failed so with a load average of 20 on 2 cores): keep asking, each try waits those 10 s
+    deadline = time.monotonic() + broker_timeout
+    while True:
+        try:
+            get_manager().get_communicator()
+            break
+        except ConnectionError as exception:
+            if time.monotonic() > deadline:
+                raise click.ClickException(f'the broker did not start within {broker_timeout:.0f} s: {exception}; '
+                                           'see verdi daemon status') from exception
     return client
 
 
