@@ -95,12 +95,14 @@ def orm_process_types() -> tuple:
 def wait_for(node, poll: float = 5.0, timeout: float | None = None) -> None:
     """Block until ``node`` terminates, printing a line whenever a work chain or CalcJob below it starts or ends
     (stage, process label and pk, elapsed time), then the call graph."""
+    from aiida import orm
     from aiida.cmdline.utils.ascii_vis import format_call_graph
     from aiida.manage import get_manager
     from sqlalchemy.exc import OperationalError
 
     start = time.monotonic()
     seen: dict = {}
+    pk = node.pk if isinstance(node, orm.Node) else None
     while True:
         try:
             if node.is_terminated:
@@ -113,6 +115,9 @@ def wait_for(node, poll: float = 5.0, timeout: float | None = None) -> None:
             if 'database is locked' not in str(exception):
                 raise
             get_manager().get_profile_storage().get_session().rollback()
+            if pk is not None:
+                # the rollback can detach the node's database row from the session: load it again
+                node = orm.load_node(pk)
             time.sleep(poll)
             continue
         if timeout is not None and time.monotonic() - start > timeout:
