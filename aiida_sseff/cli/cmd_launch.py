@@ -92,9 +92,10 @@ def orm_process_types() -> tuple:
     return (orm.WorkChainNode, orm.CalcJobNode)
 
 
-def wait_for(node, poll: float = 5.0, timeout: float | None = None) -> None:
+def wait_for(node, poll: float = 5.0, timeout: float | None = None):
     """Block until ``node`` terminates, printing a line whenever a work chain or CalcJob below it starts or ends
-    (stage, process label and pk, elapsed time), then the call graph."""
+    (stage, process label and pk, elapsed time), then the call graph; returns the node (loaded again when a
+    database rollback detached it)."""
     from aiida import orm
     from aiida.cmdline.utils.ascii_vis import format_call_graph
     from aiida.manage import get_manager
@@ -124,6 +125,8 @@ def wait_for(node, poll: float = 5.0, timeout: float | None = None) -> None:
             raise click.ClickException(f'<{node.pk}> did not finish within {timeout} s; it goes on in the daemon')
         time.sleep(poll)
     click.echo(format_call_graph(node))
+    # the caller's node object may be the detached one: hand back the loaded one
+    return node
 
 
 def export_archive(node, path: Path) -> Path:
@@ -224,7 +227,7 @@ def run_builder(builder, what: str, daemon: bool, wait: bool):
         raise click.ClickException(f'{what}: invalid inputs: {exception}') from exception
     click.echo(f'Submitted {what} <{node.pk}> (verdi process status {node.pk})')
     if wait:
-        wait_for(node)
+        node = wait_for(node)
     return node
 
 
@@ -531,6 +534,12 @@ def cmd_demo(protocol, output):
                            training_code_label=training_code_label,
                            diffusion_code_label='sseff-engine@localhost' if training_code_label else None,
                            dataset_size=training_code_label is not None)
+    demo_outputs(node, protocol, output, start)
+
+
+def demo_outputs(node, protocol: str, output, start: float) -> None:
+    """The demo's files and its closing summary for a finished main job ``node`` (``start``: time.monotonic() at
+    launch)."""
     if not node.is_finished_ok:
         raise click.ClickException(f'pipeline <{node.pk}> failed: {node.exit_status} {node.exit_message}')
     output = Path(output).resolve()
