@@ -47,7 +47,7 @@ def plot_dataset_size(rows: Sequence[dict], converged_size: float | None = None,
         d_axis.set_yscale('log')
         d_axis.set_ylabel(f'D({temperature_K:g} K) (cm²/s)' if temperature_K else 'D (cm²/s)', color='C3')
     bottom.set_xscale('log')
-    bottom.set_xlabel('mobile-ion environments in the training set (structures × mobile ions)')
+    bottom.set_xlabel('mobile-ion environments (structures × mobile ions)')
     for ax in (top, bottom):
         if converged_size is not None:
             ax.axvline(converged_size, color='0.3', ls='--', lw=0.9)
