@@ -12,7 +12,10 @@ from aiida_sseff.cli.root import cmd_root
 # isort: split
 from aiida_sseff.cli import (  # noqa: F401  (imported for their commands)
     cmd_dataset_size,
+    cmd_finite_size,
     cmd_launch,
+    cmd_replicas,
+    cmd_report,
     cmd_sample,
     cmd_setup,
     cmd_show,

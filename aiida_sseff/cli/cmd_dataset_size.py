@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 from aiida.cmdline.params import arguments
 
-from aiida_sseff.cli.root import _common_options, cmd_launch, cmd_plot, cmd_show
+from aiida_sseff.cli.root import cmd_launch, cmd_plot, cmd_show, launch_options
 
 STUDY_TYPE = 'aiida.workflows:sseff.study.dataset_size'
 
@@ -23,7 +23,7 @@ STUDY_TYPE = 'aiida.workflows:sseff.study.dataset_size'
 @click.option('--n-sizes', type=click.IntRange(min=2), default=None,
               help='Number of sizes (the pool and its halvings; default: the protocol\'s).')
 @click.option('--mobile-species', default=None, help='The diffusing ion (default: the protocol\'s, Li).')
-@_common_options
+@launch_options
 def cmd_launch_dataset_size(dataset, structure, training_code_label, diffusion_code_label, n_sizes,  # noqa: PLR0913
                             mobile_species, protocol, overrides, daemon, wait):
     """Errors and Li transport versus training-set size: DATASET (labelled extxyz file or pk) held out once, reduced

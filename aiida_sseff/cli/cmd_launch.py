@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from aiida_sseff.cli.root import PROTOCOLS, _common_options, cmd_launch, cmd_root  # noqa: F401 - re-exported
+from aiida_sseff.cli.root import cmd_launch, cmd_root
 
 SHIPPED_STRUCTURES = {'Li10GeP2S12': 'Li10GeP2S12.cif'}
 
@@ -149,6 +149,7 @@ LABELLER_PLUGINS = {'cp2k': ('sseff.cp2k',), 'vasp': ('vasp.vasp',), 'surrogate'
 ENGINE_PLUGINS = ('sseff.engine.md', 'sseff.engine.label')
 TRAINING_PLUGINS = ('sseff.nep.train',)
 DIFFUSION_PLUGINS = ('sseff.engine.md', 'sseff.gpumd')
+PROTOCOLS = ['fast', 'balanced', 'stringent']
 
 
 def load_code_option(label: str, option: str, plugins: tuple[str, ...]):
@@ -235,6 +236,18 @@ def report_end(node, what: str) -> None:
     state = node.process_state.value if node.process_state else 'created'
     click.echo(f'{what} <{node.pk}>: {state}' + (f' [{node.exit_status}] {node.exit_message}'
                                                   if node.is_terminated and not node.is_finished_ok else ''))
+
+
+def _common_options(function):
+    for decorator in reversed((
+        click.option('--protocol', type=click.Choice(PROTOCOLS), default='fast', show_default=True),
+        click.option('--overrides', type=click.Path(exists=True, dir_okay=False),
+                     help='YAML file merged into the protocol.'),
+        click.option('--daemon/--no-daemon', default=True, show_default=True, help='Submit to the daemon or run here.'),
+        click.option('--wait/--no-wait', default=True, show_default=True, help='With --daemon: wait for the end.'),
+    )):
+        function = decorator(function)
+    return function
 
 
 @cmd_launch.command('pipeline')
@@ -613,47 +626,10 @@ def demo_outputs(node, protocol: str, output, start: float) -> None:
 
 
 def pipeline_summary(node) -> dict:
-    """The main job in a few numbers: sampling MD, candidates, labels (and their reference), held-out errors."""
-    from aiida_sseff.cli.plots import sampling_md_jobs
+    """The main job in a few numbers (:func:`aiida_sseff.report.stored.pipeline_summary`, shared with the report)."""
+    from aiida_sseff.report.stored import pipeline_summary as summary
 
-    dataset = node.outputs.labelling.dataset
-    energies = [atoms.get_potential_energy() / len(atoms) for atoms in dataset.get_ase()]
-    md = {}
-    for job in sampling_md_jobs(node):
-        results = job.outputs.results
-        md[f"md_{job.inputs.parameters['temperature_K']:g}K"] = {
-            'mean_T_K': round(results['mean_temperature_K'], 1),
-            'frames': results['n_frames'],
-            'speed_atom_step_per_s': round(results['speed_atom_step_per_s'] or 0, 1),
-        }
-    labelling = node.base.links.get_outgoing(link_label_filter='labelling').one().node
-    summary = {
-        'structure': node.inputs.structure.get_formula(),
-        'mobile_species': node.inputs.mobile_species.value,
-        'md': md,
-        'candidates': node.outputs.sampling.candidates.n_structures,
-        'labeller': labelling.inputs.labeller.value,
-        'labelled': dataset.n_structures,
-        'elements': dataset.elements,
-        'energy_per_atom_eV_range': [round(float(min(energies)), 4), round(float(max(energies)), 4)],
-        'dataset_sha256': dataset.sha256,
-    }
-    if 'reference' in node.outputs.labelling:
-        reference = node.outputs.labelling.reference
-        summary['reference'] = f'{reference.model_name} ({reference.package} {reference.version}, weights sha256 ' \
-                               f'{str(reference.weights_sha256)[:12]})'
-    if 'training' in node.outputs:
-        metrics = node.outputs.training.test_metrics
-        summary['nep_test_set_rmse'] = {
-            'energy_meV_per_atom': round(metrics['energy_mev_per_atom'], 2),
-            'force_meV_per_A': round(metrics['force_mev_per_angstrom'], 1),
-            'n_structures': metrics['n_structures'],
-        }
-    if 'dataset_size' in node.outputs:
-        table = node.outputs.dataset_size.table
-        summary['dataset_size'] = {'rows': table['rows'], 'converged': table['converged'],
-                                   'temperature_K': table['temperature_K']}
-    return summary
+    return summary(node)
 
 
 @cmd_launch.command('locality')

@@ -91,41 +91,14 @@ def cmd_analyze_nep_training(directory, program, as_json, plot_file):
 
 
 def training_calcjob(node, replica: str | None = None):
-    """The ``sseff.nep.train`` CalcJobNode behind ``node``: itself, the last one of a NepTrainBaseWorkChain, or that
-    of the best (or the named) replica of a NepTrainingWorkChain. Raises click.ClickException otherwise."""
-    from aiida import orm
+    """The ``sseff.nep.train`` CalcJobNode behind ``node`` (:func:`aiida_sseff.report.stored.nep_training_calcjob`);
+    a click error naming the node otherwise."""
+    from aiida_sseff.report.stored import nep_training_calcjob
 
-    if isinstance(node, orm.CalcJobNode):
-        if node.process_type != 'aiida.calculations:sseff.nep.train':
-            raise click.ClickException(f'<{node.pk}> is a {node.process_label}, not a NEP training')
-        return node
-    if node.process_type == 'aiida.workflows:sseff.train.nep.base':
-        calcjobs = sorted((n for n in node.called if isinstance(n, orm.CalcJobNode)), key=lambda n: n.ctime)
-        if not calcjobs:
-            raise click.ClickException(f'<{node.pk}> has not launched a training yet')
-        return calcjobs[-1]
-    if node.process_type == 'aiida.workflows:sseff.train.nep':
-        if replica is None:
-            if 'summary' not in node.outputs:
-                raise click.ClickException(f'<{node.pk}> has no summary yet; name a replica with --replica')
-            replica = node.outputs.summary['best_replica']
-        children = node.base.links.get_outgoing(link_label_filter=replica).all_nodes()
-        if not children:
-            raise click.ClickException(f'<{node.pk}> has no replica `{replica}`')
-        return training_calcjob(children[0])
-    raise click.ClickException(f'<{node.pk}> ({node.process_label}) is not a NEP training CalcJob or WorkChain')
-
-
-def _stored_parity(calcjob) -> dict:
-    sets = {}
-    for label in ('train', 'test'):
-        key = f'parity_{label}'
-        if key in calcjob.outputs:
-            node = calcjob.outputs[key]
-            names = node.get_arraynames()
-            sets[label] = {q: (node.get_array(f'{q}_predicted'), node.get_array(f'{q}_target'))
-                           for q in ('energy', 'force', 'virial', 'stress') if f'{q}_predicted' in names}
-    return sets
+    try:
+        return nep_training_calcjob(node, replica)
+    except ValueError as exception:
+        raise click.ClickException(str(exception)) from exception
 
 
 @cmd_plot.command('training')
@@ -135,13 +108,15 @@ def _stored_parity(calcjob) -> dict:
 @click.option('--replica', default=None, help='Replica of a sseff.train.nep work chain (default: the best).')
 def cmd_plot_training(process, output, replica):
     """Loss curves and parity plots of a NEP training (CalcJob, base or replica WorkChain)."""
+    from aiida_sseff.report.stored import stored_parity
+
     calcjob = training_calcjob(process, replica)
     if 'loss' not in calcjob.outputs:
         raise click.ClickException(f'<{calcjob.pk}> has no loss output (exit status {calcjob.exit_status})')
     loss = calcjob.outputs.loss
     columns = {name: loss.get_array(name) for name in loss.get_arraynames() if name != 'generation'}
     output = output or Path(f'training-{process.pk}.png')
-    _plot_training(loss.get_array('generation'), columns, _stored_parity(calcjob), output,
+    _plot_training(loss.get_array('generation'), columns, stored_parity(calcjob), output,
                    title=f'NEP training <{calcjob.pk}>')
     click.echo(f'Plot of <{calcjob.pk}> written to {output}')
 

@@ -193,16 +193,6 @@ def _diffusion_node(process):
     return process
 
 
-def fit_from_results(results: dict):
-    """An :class:`~aiida_sseff.analysis.arrhenius.ArrheniusFit` rebuilt from a stored ``results`` Dict."""
-    from aiida_sseff.analysis.arrhenius import ArrheniusFit
-
-    return ArrheniusFit(ea=results['Ea_eV'], ea_err=results['Ea_err_eV'], d0=results['D0_cm2_s'],
-                        d0_err=results['D0_err_cm2_s'], params=np.array(results['arrhenius_params'], dtype=float),
-                        cov=np.array(results['arrhenius_cov'], dtype=float), chi2=float('nan'),
-                        dof=int(results['dof']), scaled=bool(results['errors_scaled_by_chi2']))
-
-
 def diffusion_table(results: dict) -> list[str]:
     """Lines of the per-temperature table and the Arrhenius summary of a ``sseff.diffusion`` results Dict."""
 
@@ -253,20 +243,12 @@ def cmd_show_diffusion(process):
               help='Image file (png, pdf, svg).')
 def cmd_plot_diffusion(process, path):
     """MSD of every run with its fit window, and the Arrhenius plot with the extrapolation to 300 K."""
-    from aiida_sseff.plots.transport import plot_transport
+    import matplotlib.pyplot as plt
 
-    node = _diffusion_node(process)
-    results = node.outputs.results.get_dict()
-    curves = []
-    for label in sorted(node.outputs.msd, key=lambda k: float(k[1:].split('K')[0].replace('p', '.'))):
-        msd = node.outputs.msd[label]
-        attrs = msd.base.attributes.all
-        curves.append({'label': label, 'time_ps': msd.get_array('time_ps'), 'msd_xyz': msd.get_array('msd_xyz'),
-                       'fit_window': (attrs['fit_t_start_ps'], attrs['fit_t_end_ps']),
-                       'slope': attrs.get('fit_slope_A2_ps'), 'intercept': attrs.get('fit_intercept_A2')})
-    table = node.outputs.diffusion
-    plot_transport(curves, table.get_array('temperature_K'), table.get_array('D_cm2_s'),
-                   table.get_array('D_err_cm2_s'), fit=fit_from_results(results),
-                   extrapolate_to_K=results['extrapolation_temperature_K'], fitted=table.get_array('fitted') > 0,
-                   path=path, title=f'sseff.diffusion <{node.pk}>')
+    from aiida_sseff.report.stored import diffusion_figure
+
+    figure = diffusion_figure(_diffusion_node(process), title=f'sseff.diffusion <{process.pk}>')
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
     click.echo(f'Wrote {path}')

@@ -11,9 +11,7 @@ import click
 from aiida.cmdline.groups import VerdiCommandGroup
 from aiida.cmdline.params import options, types
 
-__all__ = ('PROTOCOLS', 'cmd_analyze', 'cmd_launch', 'cmd_plot', 'cmd_root', 'cmd_sample', 'cmd_show')
-
-PROTOCOLS = ['fast', 'balanced', 'stringent']
+__all__ = ('cmd_analyze', 'cmd_launch', 'cmd_plot', 'cmd_root', 'cmd_sample', 'cmd_show', 'launch_options')
 
 
 @click.group('aiida-sseff', cls=VerdiCommandGroup, context_settings={'help_option_names': ['-h', '--help']})
@@ -26,19 +24,6 @@ def cmd_root():
 @cmd_root.group('launch')
 def cmd_launch():
     """Launch a workflow (use --help on each)."""
-
-
-def _common_options(function):
-    """--protocol, --overrides, --daemon/--no-daemon and --wait/--no-wait of every ``launch`` command."""
-    for decorator in reversed((
-        click.option('--protocol', type=click.Choice(PROTOCOLS), default='fast', show_default=True),
-        click.option('--overrides', type=click.Path(exists=True, dir_okay=False),
-                     help='YAML file merged into the protocol.'),
-        click.option('--daemon/--no-daemon', default=True, show_default=True, help='Submit to the daemon or run here.'),
-        click.option('--wait/--no-wait', default=True, show_default=True, help='With --daemon: wait for the end.'),
-    )):
-        function = decorator(function)
-    return function
 
 
 @cmd_root.group('show')
@@ -59,3 +44,19 @@ def cmd_plot():
 @cmd_root.group('sample')
 def cmd_sample():
     """Select structures by farthest-point sampling (files in, files out; no profile needed)."""
+
+
+def launch_options(function):
+    """``--protocol``, ``--overrides``, ``--daemon/--no-daemon``, ``--wait/--no-wait`` of a ``launch`` command (the
+    options of ``cmd_launch._common_options``; here so that a command module, which may import only this module at
+    module level, can decorate with them)."""
+    for decorator in reversed((
+        click.option('--protocol', type=click.Choice(['fast', 'balanced', 'stringent']), default='fast',
+                     show_default=True),
+        click.option('--overrides', type=click.Path(exists=True, dir_okay=False),
+                     help='YAML file merged into the protocol.'),
+        click.option('--daemon/--no-daemon', default=True, show_default=True, help='Submit to the daemon or run here.'),
+        click.option('--wait/--no-wait', default=True, show_default=True, help='With --daemon: wait for the end.'),
+    )):
+        function = decorator(function)
+    return function

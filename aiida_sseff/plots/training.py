@@ -109,9 +109,10 @@ def plot_parity(parity: Mapping[str, Mapping[str, tuple]], path: str | Path) -> 
 
 
 def plot_training(generation, columns: Mapping[str, np.ndarray] | None, parity: Mapping[str, Mapping[str, tuple]],
-                  path: str | Path, title: str | None = None) -> Path:
+                  path: str | Path | None, title: str | None = None):
     """One figure: the loss curves (when ``columns`` is given) followed by the parity panels; see
-    :func:`plot_loss` and :func:`plot_parity` for the arguments. Returns the PNG path."""
+    :func:`plot_loss` and :func:`plot_parity` for the arguments. Returns the PNG path, or with ``path=None`` the
+    figure (neither saved nor closed)."""
     plt = _pyplot()
     quantities = _quantities(parity)
     n_panels = len(quantities) + (1 if columns is not None else 0)
@@ -124,6 +125,8 @@ def plot_training(generation, columns: Mapping[str, np.ndarray] | None, parity: 
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
+    if path is None:  # the report embeds the figure itself
+        return fig
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return Path(path)

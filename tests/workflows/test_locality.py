@@ -42,6 +42,13 @@ def test_fast_protocol_llzo_nep_end_to_end(aiida_profile, engine_code, reference
     assert np.all(n_frozen[:, 1] > n_frozen[:, 0])
     calculation = node.called[0]
     assert calculation.outputs.results['surrogate_is_perturbation'] is True
+    # the report's σ_f table holds the stored numbers (meV/Å), species by radius
+    from aiida_sseff.report.render import build_report, report_json
+
+    [section] = [s for s in report_json(build_report(node))['sections'] if s['entry_point'] == 'sseff.locality']
+    rows = section['blocks'][0]['table']['rows']
+    assert rows == [[name, radius, 1e3 * sigma[i, j], 1e3 * table.get_array('sigma_f_err')[i, j]]
+                    for i, name in enumerate(['Li', 'Zr']) for j, radius in enumerate([3.0, 5.0])]
 
 
 def test_species_absent_is_a_named_exit_code(aiida_profile, engine_code):

@@ -234,6 +234,26 @@ def test_pipeline_training_and_diffusion_stages(aiida_profile, engine_code, aiid
     assert node.outputs.diffusion.results['Ea_eV'] == diffusion.outputs.results['Ea_eV']
     # three disjoint sets: the test set (reported) is not the validation set (chose the replica)
     assert node.outputs.training.test_dataset.uuid != node.outputs.training.validation_dataset.uuid
+    # the report (aiida-sseff report) shows the sections of the pipeline, its training and its diffusion, in call
+    # order, with the numbers of the stored outputs
+    from aiida_sseff.report.render import build_report, render_html, report_json
+    from aiida_sseff.report.sections.training import ERROR_COLUMNS
+
+    report = report_json(build_report(node))
+    sections = {section['entry_point']: section for section in report['sections']}
+    assert report['sections'][0]['entry_point'] == 'sseff.pipeline'
+    assert {'sseff.sample', 'sseff.label', 'sseff.train.nep', 'sseff.diffusion'} <= set(sections)
+
+    def tables(entry_point):
+        return {b['table']['title']: b['table']['rows'] for b in sections[entry_point]['blocks'] if 'table' in b}
+
+    assert tables('sseff.train.nep')['Held-out errors per replica'] == [
+        [label, *[training.outputs.replicas[label].test_metrics.get_dict().get(key) for key, _ in ERROR_COLUMNS]]
+        for label in sorted(training.outputs.replicas)]
+    assert tables('sseff.diffusion')['Arrhenius fit'][0][1:3] == [diffusion.outputs.results['Ea_eV'],
+                                                                 diffusion.outputs.results['Ea_err_eV']]
+    assert ['structures', node.outputs.labelling.dataset.n_structures] in tables('sseff.pipeline')['Labelled dataset']
+    assert render_html(build_report(node)).count('<figure>') == 3  # pipeline, training, diffusion
 
 
 def test_dataset_size_stage_is_the_study_builder(aiida_profile, engine_code, aiida_code_installed):

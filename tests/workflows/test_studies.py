@@ -70,6 +70,14 @@ def test_reference_quality_with_two_surrogates(aiida_profile, engine_code, refer
     # CHGNet (PBE, MP) against a NEP fitted to this set's DFT: different references, tens to hundreds of meV/Å
     assert 10 < comparison['force_rmse_mev_per_angstrom'] < 500
     assert comparison['force_rmse_per_element_mev_per_angstrom'].keys() == {'Li', 'La', 'Zr', 'O'}
+    # the report's table of label differences is the stored comparison, key by key
+    from aiida_sseff.report.render import build_report, report_json
+
+    [section] = [s for s in report_json(build_report(node))['sections']
+                 if s['entry_point'] == 'sseff.study.reference_quality']
+    rows = dict(map(tuple, section['blocks'][1]['table']['rows']))
+    assert rows['force_rmse_mev_per_angstrom'] == comparison['force_rmse_mev_per_angstrom']
+    assert rows['n_structures'] == 3
 
 
 @pytest.mark.slow
