@@ -36,9 +36,9 @@ def _builder(neppo_code, engine_code, llzo, overrides=None):
     dataset, structure = llzo
     tiny = {
         'n_sizes': 3, 'validation_fraction': 1 / N_CELLS, 'test_fraction': 2 / N_CELLS,
-        # 60 AdamW steps: seconds per model; the ZBL core keeps the 2-cell model from collapsing atoms in MD
-        'training': {'nep': {'overrides': {'parameters': {'generation': 60, 'zbl': 2.0},
-                                           'program_parameters': {'neppo': {'output_interval': 30}}}}},
+        # 30 AdamW steps: seconds per model; the ZBL core keeps the 2-cell model from collapsing atoms in MD
+        'training': {'nep': {'overrides': {'parameters': {'generation': 30, 'zbl': 2.0},
+                                           'program_parameters': {'neppo': {'output_interval': 15}}}}},
         'diffusion': {'temperatures': [1500.0, 1800.0], 'md': {'equilibration_ps': 0.1, 'production_ps': 1.0},
                       'analysis': {'min_msd_A2': 0.3}},
     }
