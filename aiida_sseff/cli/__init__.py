@@ -11,6 +11,7 @@ from aiida_sseff.cli.root import cmd_root
 
 # isort: split
 from aiida_sseff.cli import (  # noqa: F401  (imported for their commands)
+    cmd_dataset_size,
     cmd_finite_size,
     cmd_launch,
     cmd_loop,

@@ -35,45 +35,98 @@ def load_structure_file(path_or_name: str):
     return orm.StructureData(ase=atoms)
 
 
-def ensure_daemon(n_workers: int = 1):
+def ensure_daemon(n_workers: int = 1, broker_timeout: float = 120.0):
     from aiida.engine.daemon.client import get_daemon_client
+    from aiida.manage import get_manager
 
     client = get_daemon_client()
     if not client.is_daemon_running:
         click.echo(f'Starting the daemon ({n_workers} worker, ZeroMQ broker)')
         client.start_daemon(number_workers=n_workers)
+    # on a loaded machine the embedded broker can take longer than aiida-core's 10 s to publish its endpoint (make
+    # demo failed so with a load average of 20 on 2 cores): keep asking, each try waits those 10 s
+    deadline = time.monotonic() + broker_timeout
+    while True:
+        try:
+            get_manager().get_communicator()
+            break
+        except ConnectionError as exception:
+            if time.monotonic() > deadline:
+                raise click.ClickException(f'the broker did not start within {broker_timeout:.0f} s: {exception}; '
+                                           'see verdi daemon status') from exception
     return client
 
 
-def wait_for(node, poll: float = 5.0, timeout: float | None = None) -> None:
-    """Block until ``node`` terminates, printing a status line whenever it changes."""
+def _progress_lines(node, seen: dict, elapsed: float) -> list[str]:
+    """One line per work chain or CalcJob below ``node`` that started or ended since the last call (``seen``:
+    pk -> last state), each with its stage (the top-level step it belongs to), process label, pk and link label."""
+    from aiida.common.links import LinkType
+
+    lines = []
+    for stage in node.called:
+        stage_name = stage.base.links.get_incoming(link_type=(LinkType.CALL_CALC, LinkType.CALL_WORK)).first()
+        stage_name = stage_name.link_label if stage_name else stage.process_label
+        for child in [stage, *stage.called_descendants]:
+            if not isinstance(child, orm_process_types()):
+                continue
+            state = 'finished' if child.is_terminated else 'running'
+            if seen.get(child.pk) == state:
+                continue
+            if child.pk not in seen or state == 'finished':
+                link = child.base.links.get_incoming(link_type=(LinkType.CALL_CALC, LinkType.CALL_WORK)).first()
+                link = f' ({link.link_label})' if link and child is not stage else ''
+                if state == 'finished':
+                    outcome = f'done [{child.exit_status}]' + (f' {child.exit_message}' if child.exit_message else '')
+                else:
+                    outcome = 'started'
+                lines.append(f'[{elapsed:6.0f} s] {stage_name:<13} {outcome:<9} {child.process_label}<{child.pk}>'
+                             f'{link}')
+            seen[child.pk] = state
+    return lines
+
+
+def orm_process_types() -> tuple:
+    """The processes the progress lines follow: work chains and CalcJobs (not the many calcfunctions)."""
+    from aiida import orm
+
+    return (orm.WorkChainNode, orm.CalcJobNode)
+
+
+def wait_for(node, poll: float = 5.0, timeout: float | None = None):
+    """Block until ``node`` terminates, printing a line whenever a work chain or CalcJob below it starts or ends
+    (stage, process label and pk, elapsed time), then the call graph; returns the node (loaded again when a
+    database rollback detached it)."""
+    from aiida import orm
     from aiida.cmdline.utils.ascii_vis import format_call_graph
     from aiida.manage import get_manager
     from sqlalchemy.exc import OperationalError
 
     start = time.monotonic()
-    last = ''
+    seen: dict = {}
+    pk = node.pk if isinstance(node, orm.Node) else None
     while True:
         try:
             if node.is_terminated:
                 break
-            lines = format_call_graph(node).splitlines()
+            for line in _progress_lines(node, seen, time.monotonic() - start):
+                click.echo(line)
         except OperationalError as exception:
             # SQLite (the embedded profile) answers `database is locked` while the daemon holds a long write: this
             # watcher only reads, so it rolls back its session and looks again at the next poll
             if 'database is locked' not in str(exception):
                 raise
             get_manager().get_profile_storage().get_session().rollback()
+            if pk is not None:
+                # the rollback can detach the node's database row from the session: load it again
+                node = orm.load_node(pk)
             time.sleep(poll)
             continue
-        summary = f'[{time.monotonic() - start:6.0f} s] ' + ' | '.join(line.strip() for line in lines[1:][-3:])
-        if summary.split('] ', 1)[1] != last:
-            click.echo(summary)
-            last = summary.split('] ', 1)[1]
         if timeout is not None and time.monotonic() - start > timeout:
             raise click.ClickException(f'<{node.pk}> did not finish within {timeout} s; it goes on in the daemon')
         time.sleep(poll)
     click.echo(format_call_graph(node))
+    # the caller's node object may be the detached one: hand back the loaded one
+    return node
 
 
 def export_archive(node, path: Path) -> Path:
@@ -175,7 +228,7 @@ def run_builder(builder, what: str, daemon: bool, wait: bool):
         raise click.ClickException(f'{what}: invalid inputs: {exception}') from exception
     click.echo(f'Submitted {what} <{node.pk}> (verdi process status {node.pk})')
     if wait:
-        wait_for(node)
+        node = wait_for(node)
     return node
 
 
@@ -225,7 +278,7 @@ def cmd_launch_pipeline(structure, labeller, code_label, engine_code_label, surr
 
 def launch_pipeline(structure, protocol, code_label, overrides_path=None, daemon=True, wait=True,  # noqa: PLR0913
                     training_code_label=None, diffusion_code_label=None, labeller='surrogate',
-                    labelling_code_label=None, mobile_species='Li', surrogate_model=None):
+                    labelling_code_label=None, mobile_species='Li', surrogate_model=None, dataset_size=False):
     from aiida_sseff.data.model import MaceModel, NepModel
     from aiida_sseff.workflows.pipeline import SseffPipelineWorkChain
 
@@ -253,7 +306,7 @@ def launch_pipeline(structure, protocol, code_label, overrides_path=None, daemon
     builder = SseffPipelineWorkChain.get_builder_from_protocol(
         code, structure_node, protocol=protocol, overrides=load_overrides(overrides_path), labeller=labeller,
         labelling_code=labelling_code, labelling_model=model, training_code=training_code,
-        diffusion_code=diffusion_code, mobile_species=mobile_species,
+        diffusion_code=diffusion_code, mobile_species=mobile_species, dataset_size=dataset_size,
     )
     return run_builder(builder, 'pipeline', daemon, wait)
 
@@ -478,7 +531,8 @@ def cmd_launch_architectures(dataset, structure, labels, reference, nep_code_lab
 @click.option('--output', type=click.Path(file_okay=False), default='results', show_default=True,
               help='Folder for the archive, the dataset and the plots.')
 def cmd_demo(protocol, output):
-    """The main job: the pipeline on the shipped Li10GeP2S12 cell (sample, label, train NEP), then export and plots."""
+    """The main job on the shipped Li10GeP2S12 cell: sample, label (CHGNet surrogate), the dataset-size study (FPS
+    series, one NEP per size with neppo, each one's diffusion at four temperatures), then export and plots."""
     from aiida_sseff.cli.cmd_setup import ensure_engine_code, ensure_localhost, ensure_neppo_code
 
     computer = ensure_localhost()
@@ -486,9 +540,19 @@ def cmd_demo(protocol, output):
     neppo = ensure_neppo_code(computer)
     start = time.monotonic()
     training_code_label = neppo.full_label if neppo is not None else None
+    click.echo(f'Main job ({protocol} protocol): sample -> label -> '
+               + ('dataset-size study (FPS series, NEP per size, diffusion per model)' if training_code_label
+                  else 'no training (neppo is not installed)'))
     node = launch_pipeline('Li10GeP2S12', protocol, 'sseff-engine@localhost', daemon=True, wait=True,
                            training_code_label=training_code_label,
-                           diffusion_code_label='sseff-engine@localhost' if training_code_label else None)
+                           diffusion_code_label='sseff-engine@localhost' if training_code_label else None,
+                           dataset_size=training_code_label is not None)
+    demo_outputs(node, protocol, output, start)
+
+
+def demo_outputs(node, protocol: str, output, start: float) -> None:
+    """The demo's files and its closing summary for a finished main job ``node`` (``start``: time.monotonic() at
+    launch)."""
     if not node.is_finished_ok:
         raise click.ClickException(f'pipeline <{node.pk}> failed: {node.exit_status} {node.exit_message}')
     output = Path(output).resolve()
@@ -508,29 +572,57 @@ def cmd_demo(protocol, output):
         plots.append(training_plot)
         node.outputs.training.model.export_file(output / f'nep-{node.pk}.txt')
     if 'diffusion' in node.outputs:
-        from aiida_sseff.cli.cmd_transport import cmd_plot_diffusion, diffusion_table
+        from aiida_sseff.cli.cmd_transport import cmd_plot_diffusion
 
         diffusion = node.base.links.get_outgoing(link_label_filter='diffusion').one().node
         arrhenius_plot = output / f'diffusion-{diffusion.pk}.png'
         click.get_current_context().invoke(cmd_plot_diffusion, process=diffusion, path=arrhenius_plot)
         plots.append(arrhenius_plot)
+    study = None
+    if 'dataset_size' in node.outputs:
+        from aiida_sseff.cli.cmd_transport import cmd_plot_diffusion
+        from aiida_sseff.plots.dataset_size import plot_dataset_size
+
+        study = node.base.links.get_outgoing(link_label_filter='dataset_size').one().node
+        table = study.outputs.table.get_dict()
+        converged = table['converged']
+        plots.append(plot_dataset_size(table['rows'], converged['size'] if converged['converged'] else None,
+                                       table['temperature_K'], path=output / f'dataset-size-{study.pk}.png'))
+        for label in sorted(study.outputs.transport):
+            diffusion = study.base.links.get_outgoing(link_label_filter=f'diffusion_{label}').one().node
+            arrhenius_plot = output / f'diffusion-{label}-{diffusion.pk}.png'
+            click.get_current_context().invoke(cmd_plot_diffusion, process=diffusion, path=arrhenius_plot)
+            plots.append(arrhenius_plot)
+        for label, model in study.outputs.models.items():
+            model.export_file(output / f'nep-{label}-{node.pk}.txt')
     summary = pipeline_summary(node)
     (output / f'pipeline-{node.pk}.json').write_text(json.dumps(summary, indent=2))
     click.echo('')
     click.echo(f'Main job finished in {time.monotonic() - start:.0f} s: pipeline <{node.pk}>')
     for key, value in summary.items():
-        click.echo(f'  {key}: {value}')
+        if key != 'dataset_size':
+            click.echo(f'  {key}: {value}')
     click.echo(f'  provenance: verdi process status {node.pk}; aiida-sseff show pipeline {node.pk}')
     click.echo(f'  archive:    {archive}')
     click.echo(f'  dataset:    {dataset_path}')
     if 'diffusion' in node.outputs:
+        from aiida_sseff.cli.cmd_transport import diffusion_table
+
         species = node.inputs.mobile_species.value
         click.echo(f'  {species} transport of the trained NEP model (sseff.diffusion, {protocol} protocol: a smoke test):')
         for line in diffusion_table(node.outputs.diffusion.results.get_dict()):
             click.echo(f'    {line}')
+    if study is not None:
+        click.echo(f'  dataset-size study <{study.pk}> ({protocol} protocol: a smoke test, not numbers to publish):')
+        for line in study.outputs.table['markdown'].splitlines():
+            click.echo(f'    {line}')
+        click.echo(f'  NEP models: {output}/nep-level_*-{node.pk}.txt')
     click.echo(f'  plots:      {", ".join(str(p) for p in plots)}')
     if 'training' in node.outputs:
         click.echo(f'  NEP model:  {output / f"nep-{node.pk}.txt"}')
+    if study is not None:
+        click.echo(f'  table again: aiida-sseff show dataset-size {node.pk}; figure: aiida-sseff plot dataset-size '
+                   f'{node.pk}')
 
 
 def pipeline_summary(node) -> dict:

@@ -110,6 +110,10 @@ def pipeline_summary(node) -> dict:
             'force_meV_per_A': round(metrics['force_mev_per_angstrom'], 1),
             'n_structures': metrics['n_structures'],
         }
+    if 'dataset_size' in node.outputs:
+        table = node.outputs.dataset_size.table
+        summary['dataset_size'] = {'rows': table['rows'], 'converged': table['converged'],
+                                   'temperature_K': table['temperature_K']}
     return summary
 
 

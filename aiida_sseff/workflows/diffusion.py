@@ -824,7 +824,8 @@ class DiffusionWorkChain(ProtocolMixin, WorkChain):
         """
         inputs = cls.get_protocol_inputs(protocol, overrides)
         builder = cls.get_builder()
-        builder.structure = structure
+        if structure is not None:  # None: a parent work chain hands the cell over (sseff.study.dataset_size)
+            builder.structure = structure
         if model is not None:
             builder.model = model
         builder.temperatures = orm.List([float(t) for t in inputs['temperatures']])

@@ -6,7 +6,10 @@ namespace (aiida-quantumespresso's ``PwBandsWorkChain`` pattern): the pipeline s
 to the next — the structure, the selected candidates, the labelled dataset, the trained model and the cell width it
 needs (``min_cell_width_factor`` × the model's cutoff) — and never repeats a step of a stage. Every labeller (CP2K,
 VASP, a surrogate) and every MD engine of the stages is reachable. Training and diffusion are optional: a namespace
-that is not given is skipped. ``aiida-sseff demo`` runs it on the shipped Li10GeP2S12 cell.
+that is not given is skipped. The optional ``dataset_size`` namespace runs ``sseff.study.dataset_size``
+(:class:`~aiida_sseff.workflows.dataset_size.DatasetSizeStudyWorkChain`) on the labelled dataset and the pipeline's
+structure: held-out sets, the FPS series, one NEP per size and its transport. ``aiida-sseff demo`` runs sample →
+label → dataset-size study on the shipped Li10GeP2S12 cell.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from aiida.common import AttributeDict
 from aiida.engine import ToContext, WorkChain, if_
 
 from aiida_sseff.protocols.utils import ProtocolMixin
+from aiida_sseff.workflows.dataset_size import DatasetSizeStudyWorkChain
 from aiida_sseff.workflows.diffusion import DiffusionWorkChain
 from aiida_sseff.workflows.labelling import LabellingWorkChain, labeller_problem
 from aiida_sseff.workflows.sampling import SamplingWorkChain
@@ -28,6 +32,7 @@ SAMPLING_EXCLUDE = ('structure',)
 LABELLING_EXCLUDE = ('structures', 'indices')
 TRAINING_EXCLUDE = ('dataset',)
 DIFFUSION_EXCLUDE = ('structure', 'model', 'min_cell_width', 'mobile_species')
+DATASET_SIZE_EXCLUDE = ('dataset', 'diffusion.structure', 'diffusion.mobile_species', 'diffusion.min_cell_width_factor')
 
 
 def _validate_mobile_species(value, _):
@@ -58,6 +63,11 @@ def _validate_inputs(inputs, _):
         return f'labelling: {message}'
     if inputs.get('diffusion') and not inputs.get('training'):
         return 'the diffusion stage needs a trained model: give the training namespace too'
+    if inputs.get('dataset_size'):
+        # the study's own validator, without the dataset that the labelling stage makes
+        message = DatasetSizeStudyWorkChain.spec().inputs.validator(inputs['dataset_size'], None)
+        if message:
+            return f'dataset_size: {message}'
     return None
 
 
@@ -66,7 +76,7 @@ class SseffPipelineWorkChain(ProtocolMixin, WorkChain):
 
     _protocol_file = 'pipeline.yaml'
     # each stage checks its own overrides against its own protocol
-    _protocol_open_keys = ('sampling', 'labelling', 'training', 'diffusion')
+    _protocol_open_keys = ('sampling', 'labelling', 'training', 'diffusion', 'dataset_size')
 
     @classmethod
     def define(cls, spec):
@@ -89,10 +99,16 @@ class SseffPipelineWorkChain(ProtocolMixin, WorkChain):
                            namespace_options={'required': False, 'populate_defaults': False,
                                               'help': 'Inputs of sseff.diffusion (structure, model, mobile species: '
                                                       'the pipeline\'s); no diffusion without them.'})
+        spec.expose_inputs(DatasetSizeStudyWorkChain, namespace='dataset_size', exclude=DATASET_SIZE_EXCLUDE,
+                           namespace_options={'required': False, 'populate_defaults': False,
+                                              'help': 'Inputs of sseff.study.dataset_size (dataset: the labelled set; '
+                                                      'diffusion cell and mobile species: the pipeline\'s); no study '
+                                                      'without them.'})
         # these validators need what the pipeline hands over (the structure, the model): the pipeline's validator
         # runs the sampling one with the structure filled in; the diffusion stage validates itself when submitted
         spec.inputs['sampling'].validator = None
         spec.inputs['diffusion'].validator = None
+        spec.inputs['dataset_size'].validator = None
         spec.inputs.validator = _validate_inputs
 
         spec.outline(
@@ -102,22 +118,27 @@ class SseffPipelineWorkChain(ProtocolMixin, WorkChain):
                 cls.run_training, cls.inspect_training,
                 if_(cls.should_diffuse)(cls.run_diffusion, cls.inspect_diffusion),
             ),
+            if_(cls.should_study_dataset_size)(cls.run_dataset_size, cls.inspect_dataset_size),
         )
 
         spec.expose_outputs(SamplingWorkChain, namespace='sampling')
         spec.expose_outputs(LabellingWorkChain, namespace='labelling')
         spec.expose_outputs(NepTrainingWorkChain, namespace='training', namespace_options={'required': False})
         spec.expose_outputs(DiffusionWorkChain, namespace='diffusion', namespace_options={'required': False})
+        spec.expose_outputs(DatasetSizeStudyWorkChain, namespace='dataset_size', namespace_options={'required': False})
 
         spec.exit_code(401, 'ERROR_SAMPLING_FAILED', message='The sampling stage (sseff.sample) failed: {message}')
         spec.exit_code(402, 'ERROR_LABELLING_FAILED', message='The labelling stage (sseff.label) failed: {message}')
         spec.exit_code(404, 'ERROR_TRAINING_FAILED', message='The training stage (sseff.train.nep) failed: {message}')
         spec.exit_code(405, 'ERROR_DIFFUSION_FAILED', message='The diffusion stage (sseff.diffusion) failed: {message}')
+        spec.exit_code(406, 'ERROR_DATASET_SIZE_FAILED',
+                       message='The dataset-size study (sseff.study.dataset_size) failed: {message}')
 
     @classmethod
     def get_builder_from_protocol(cls, code, structure, protocol=None, overrides=None, options=None,  # noqa: PLR0913
                                   labeller='surrogate', labelling_code=None, training_code=None, diffusion_code=None,
-                                  mobile_species=None, sampling_model=None, labelling_model=None):
+                                  mobile_species=None, sampling_model=None, labelling_model=None,
+                                  dataset_size=False):
         """A ready builder: each stage's builder from its own ``get_builder_from_protocol`` with the same protocol name
         (``fast``, ``balanced``, ``stringent``), merged with this protocol's section for the stage and ``overrides``.
 
@@ -127,12 +148,17 @@ class SseffPipelineWorkChain(ProtocolMixin, WorkChain):
         :param training_code: GPUMD ``nep`` or ``neppo``; without it there is no training (nor diffusion).
         :param diffusion_code: the engine (CPUNEP) or GPUMD ``gpumd``; needs ``training_code``.
         :param mobile_species: the diffusing ion (default: the protocol's, Li).
+        :param dataset_size: run ``sseff.study.dataset_size`` on the labelled set with ``training_code`` and
+            ``diffusion_code`` (one NEP per size of the FPS series, each one's transport) INSTEAD of the single
+            training and diffusion stages (the study's largest size is that model).
         :param options: ``metadata.options`` of every CalcJob of every stage.
         """
         from aiida_sseff.data.model import MaceModel, NepModel
 
         if diffusion_code is not None and training_code is None:
             raise ValueError('the diffusion stage needs a trained model: give a training_code too')
+        if dataset_size and (training_code is None or diffusion_code is None):
+            raise ValueError('the dataset-size study trains and diffuses: give training_code and diffusion_code')
         inputs = cls.get_protocol_inputs(protocol, overrides)
         builder = cls.get_builder()
         builder.structure = structure
@@ -157,6 +183,14 @@ class SseffPipelineWorkChain(ProtocolMixin, WorkChain):
             options=options, model=labelling_model, elements=sorted(structure.get_symbols_set()))
         builder.labelling = _stage_inputs(labelling, LABELLING_EXCLUDE)
 
+        if dataset_size:
+            study = DatasetSizeStudyWorkChain.get_builder_from_protocol(
+                training_code, None, diffusion_code, None, protocol=protocol, overrides=inputs.get('dataset_size'),
+                options=options)
+            builder.dataset_size = _stage_inputs(study, ('dataset',))
+            for name in DATASET_SIZE_EXCLUDE[1:]:
+                builder.dataset_size['diffusion'].pop(name.split('.', 1)[1], None)
+            return builder
         if training_code is not None:
             training = NepTrainingWorkChain.get_builder_from_protocol(
                 training_code, None, protocol=protocol, overrides=inputs.get('training'), options=options)
@@ -242,6 +276,29 @@ class SseffPipelineWorkChain(ProtocolMixin, WorkChain):
             results = self.ctx.diffusion.outputs.results
             self.report(f"trained NEP: Ea = {results['Ea_eV']:.3f} ± {results['Ea_err_eV']:.3f} eV, "
                         f"σ(300 K) = {1e3 * results['sigma_extrapolated_S_cm']:.3g} mS/cm")
+        return failed
+
+    def should_study_dataset_size(self):
+        return bool(self.inputs.get('dataset_size'))
+
+    def run_dataset_size(self):
+        computed = {'dataset': self.ctx.labelling.outputs.dataset}
+        inputs = AttributeDict(self.exposed_inputs(DatasetSizeStudyWorkChain, namespace='dataset_size'))
+        diffusion = AttributeDict(inputs.diffusion)
+        diffusion.update(structure=self.inputs.structure, mobile_species=self.inputs.mobile_species)
+        if self.inputs.min_cell_width_factor.value > 0:
+            # every size's model runs in a cell this × its own cutoff wide (sseff.diffusion replicates per model)
+            diffusion.min_cell_width_factor = self.inputs.min_cell_width_factor
+        computed['diffusion'] = diffusion
+        return self._submit_stage('dataset_size', DatasetSizeStudyWorkChain, self.exit_codes.ERROR_DATASET_SIZE_FAILED,
+                                  'the dataset-size study', **computed)
+
+    def inspect_dataset_size(self):
+        failed = self._finish_stage('dataset_size', DatasetSizeStudyWorkChain,
+                                    self.exit_codes.ERROR_DATASET_SIZE_FAILED)
+        if failed is None:
+            converged = self.ctx.dataset_size.outputs.table['converged']
+            self.report(f"dataset-size study: converged size {converged['size']} ({converged['reason']})")
         return failed
 
 

@@ -164,7 +164,7 @@ def test_builder_is_the_stages_builders(aiida_profile, engine_code):
         engine_code, structure, protocol='fast', overrides=SseffPipelineWorkChain.get_protocol_inputs('fast')['sampling'])
     assert builder.sampling.md.md.parameters.get_dict() == own.md.md.parameters.get_dict()
     assert builder.sampling.md.md.parameters['n_steps'] == 250  # pipeline.yaml fast, over sampling.yaml fast (200)
-    assert builder.sampling.selection.n_structures.value == 24
+    assert builder.sampling.selection.n_structures.value == 64  # pipeline.yaml fast: 48 + 8 + 8 for the dataset size
     assert builder.labelling.labeller.value == 'surrogate'
     assert builder.labelling.surrogate.calculator.get_dict() == {'kind': 'chgnet'}
     assert 'training' not in builder._inputs(prune=True)  # noqa: SLF001 - no training code: no training stage
@@ -254,6 +254,34 @@ def test_pipeline_training_and_diffusion_stages(aiida_profile, engine_code, aiid
                                                                  diffusion.outputs.results['Ea_err_eV']]
     assert ['structures', node.outputs.labelling.dataset.n_structures] in tables('sseff.pipeline')['Labelled dataset']
     assert render_html(build_report(node)).count('<figure>') == 3  # pipeline, training, diffusion
+
+
+def test_dataset_size_stage_is_the_study_builder(aiida_profile, engine_code, aiida_code_installed):
+    """dataset_size=True builds the study's namespace from its own get_builder_from_protocol with the pipeline's
+    `dataset_size` overrides (and no single training/diffusion); the pipeline hands over the dataset and the cell."""
+    from aiida_sseff.workflows.dataset_size import DatasetSizeStudyWorkChain
+
+    neppo = aiida_code_installed(label='neppo-dsize', default_calc_job_plugin='sseff.nep.train',
+                                 filepath_executable='/bin/true')
+    builder = SseffPipelineWorkChain.get_builder_from_protocol(engine_code, li2o(), protocol='fast',
+                                                               training_code=neppo, diffusion_code=engine_code,
+                                                               dataset_size=True)
+    inputs = builder._inputs(prune=True)  # noqa: SLF001
+    assert 'training' not in inputs and 'diffusion' not in inputs
+    overrides = SseffPipelineWorkChain.get_protocol_inputs('fast')['dataset_size']
+    own = DatasetSizeStudyWorkChain.get_builder_from_protocol(neppo, None, engine_code, None, protocol='fast',
+                                                             overrides=overrides)
+    study = builder.dataset_size
+    assert study.n_sizes.value == 3 and study.test_fraction.value == own.test_fraction.value == 0.125
+    assert study.training.nep.nep.parameters.get_dict() == own.training.nep.nep.parameters.get_dict()
+    assert study.training.nep.nep.parameters['zbl'] == 2.0
+    assert study.diffusion.temperatures.get_list() == [900.0, 1000.0, 1100.0, 1200.0]
+    assert 'structure' not in study.diffusion and 'mobile_species' not in study.diffusion
+    with pytest.raises(ValueError, match='give training_code and diffusion_code'):
+        SseffPipelineWorkChain.get_builder_from_protocol(engine_code, li2o(), protocol='fast', dataset_size=True)
+    builder.dataset_size.n_sizes = orm.Int(1)
+    with pytest.raises(ValueError, match='dataset_size: n_sizes must be at least 2'):
+        run_get_node(builder)
 
 
 def test_diffusion_stage_needs_training():
