@@ -597,6 +597,15 @@ def demo_outputs(node, protocol: str, output, start: float) -> None:
             model.export_file(output / f'nep-{label}-{node.pk}.txt')
     summary = pipeline_summary(node)
     (output / f'pipeline-{node.pk}.json').write_text(json.dumps(summary, indent=2))
+    from aiida_sseff.report.render import build_report, render_html, report_json
+
+    # the report is built from the provenance graph only: `aiida-sseff report` on the archive, imported into another
+    # profile, writes the same page
+    report = build_report(node)
+    report_path = output / f'report-{node.pk}.html'
+    report_path.write_text(render_html(report), encoding='utf-8')
+    (output / f'report-{node.pk}.json').write_text(json.dumps(report_json(report), indent=1, sort_keys=True),
+                                                   encoding='utf-8')
     click.echo('')
     click.echo(f'Main job finished in {time.monotonic() - start:.0f} s: pipeline <{node.pk}>')
     for key, value in summary.items():
@@ -623,6 +632,9 @@ def demo_outputs(node, protocol: str, output, start: float) -> None:
     if study is not None:
         click.echo(f'  table again: aiida-sseff show dataset-size {node.pk}; figure: aiida-sseff plot dataset-size '
                    f'{node.pk}')
+    click.echo(f'  report:     {report_path}  ({len(report.sections)} sections, built from the provenance graph; the '
+               f'same page from the archive: verdi archive import {archive.name}, then aiida-sseff report {node.uuid})')
+    click.echo(f'Open the report in a browser: xdg-open {report_path}   (or file://{report_path})')
 
 
 def pipeline_summary(node) -> dict:

@@ -189,7 +189,7 @@ def test_every_labeller_is_reachable(aiida_profile, engine_code, aiida_code_inst
 
 
 @pytest.mark.slow
-def test_pipeline_training_and_diffusion_stages(aiida_profile, engine_code, aiida_code_installed):
+def test_pipeline_training_and_diffusion_stages(aiida_profile, engine_code, aiida_code_installed, tmp_path, capsys):
     """Sample → label → train (neppo) → diffusion of the trained model, on a tiny Li2O run; every stage succeeds.
 
     The model from 12 structures and 60 training steps is not a physical model (its D is not asserted): what is
@@ -254,6 +254,23 @@ def test_pipeline_training_and_diffusion_stages(aiida_profile, engine_code, aiid
                                                                  diffusion.outputs.results['Ea_err_eV']]
     assert ['structures', node.outputs.labelling.dataset.n_structures] in tables('sseff.pipeline')['Labelled dataset']
     assert render_html(build_report(node)).count('<figure>') == 3  # pipeline, training, diffusion
+
+    # the demo's closing step on this node: archive, plots, the report page, and last lines that say where it is
+    import json
+    import time
+
+    import click
+
+    from aiida_sseff.cli.cmd_launch import cmd_demo, demo_outputs
+
+    output = tmp_path / 'demo'
+    with click.Context(cmd_demo):
+        demo_outputs(node, 'fast', output, time.monotonic())
+    assert (output / f'pipeline-{node.pk}.aiida').is_file()
+    assert json.loads((output / f'report-{node.pk}.json').read_text()) == report
+    assert (output / f'report-{node.pk}.html').read_text(encoding='utf-8') == render_html(build_report(node))
+    last_line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last_line.startswith('Open the report in a browser') and str(output / f'report-{node.pk}.html') in last_line
 
 
 def test_dataset_size_stage_is_the_study_builder(aiida_profile, engine_code, aiida_code_installed):
