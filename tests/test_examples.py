@@ -62,7 +62,7 @@ def lgps_dataset_file(tmp_path):
 
     rng = np.random.default_rng(0)
     structures = []
-    for seed in range(3):
+    for seed in range(12):  # enough for the dataset-size study to halve the pool twice
         atoms = read(str(files('aiida_sseff.structures').joinpath('Li10GeP2S12.cif')))
         atoms.rattle(0.05, seed=seed)
         atoms.calc = SinglePointCalculator(atoms, energy=-4.0 * len(atoms) + rng.normal(),
@@ -85,6 +85,16 @@ def _arguments(name, request, lgps_model, lgps_dataset_file) -> list[str]:
         return ['--dataset', str(lgps_dataset_file), '--engine-code', engine,
                 '--nep-code', request.getfixturevalue('neppo_code').uuid,
                 '--mace-code', request.getfixturevalue('mace_code').uuid]
+    if name in ('dataset_size_study', 'replicas_study'):
+        dataset = str(lgps_dataset_file) if name == 'dataset_size_study' else f'set_a={lgps_dataset_file}'
+        return ['--dataset', dataset, '--engine-code', engine, '--training-code',
+                request.getfixturevalue('neppo_code').uuid]
+    if name == 'finite_size_study':
+        return ['--code', engine, '--model', str(lgps_model)]
+    if name == 'speed_study':
+        return ['--code', engine, '--model', f'NEP={lgps_model}', '--memory-limit-mb', '16000']
+    if name == 'loop':
+        return ['--code', engine, '--training-code', request.getfixturevalue('neppo_code').uuid]
     if name == 'reference_quality_study':
         return ['--code', request.getfixturevalue('cp2k_code').uuid]
     raise AssertionError(f'examples/cpu/{name}.py is new: add its arguments to this test')
