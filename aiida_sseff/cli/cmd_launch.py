@@ -42,7 +42,9 @@ def ensure_daemon(n_workers: int = 1, broker_timeout: float = 120.0):
     client = get_daemon_client()
     if not client.is_daemon_running:
         click.echo(f'Starting the daemon ({n_workers} worker, ZeroMQ broker)')
+        started = time.time()
         client.start_daemon(number_workers=n_workers)
+        _wait_for_task_subscribers(n_workers, started, broker_timeout)
     # on a loaded machine the embedded broker can take longer than aiida-core's 10 s to publish its endpoint (make
     # demo failed so with a load average of 20 on 2 cores): keep asking, each try waits those 10 s
     deadline = time.monotonic() + broker_timeout
@@ -55,6 +57,30 @@ def ensure_daemon(n_workers: int = 1, broker_timeout: float = 120.0):
                 raise click.ClickException(f'the broker did not start within {broker_timeout:.0f} s: {exception}; '
                                            'see verdi daemon status') from exception
     return client
+
+
+def _wait_for_task_subscribers(n_workers: int, started: float, timeout: float) -> None:
+    """After a daemon start, wait until aiida-core's ZeroMQ broker reports (in a status written after ``started``)
+    that the daemon's workers listen for tasks, and connect this process only then. Why: a submission made while the
+    previous broker's socket file was still there went to that dead endpoint and was lost — the pipeline stayed
+    `Created` with the broker showing no pending task (make demo, pipeline <1781>). RabbitMQ keeps tasks in its
+    queue, so this is only done for a broker that reports its status (``probe_service_status``)."""
+    from aiida.manage import get_manager
+
+    manager = get_manager()
+    broker = manager.get_broker()
+    if not hasattr(broker, 'probe_service_status'):
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = broker.probe_service_status()
+        if (status.get('connected') and status.get('running') and status.get('timestamp', 0) > started
+                and status.get('task_subscribers', 0) >= n_workers):
+            manager.reset_broker()  # a communicator opened before the start may point at the old endpoint
+            return
+        time.sleep(0.5)
+    raise click.ClickException(f'the daemon\'s {n_workers} worker(s) did not connect to the broker within '
+                               f'{timeout:.0f} s; see verdi daemon status')
 
 
 def _progress_lines(node, seen: dict, elapsed: float) -> list[str]:
