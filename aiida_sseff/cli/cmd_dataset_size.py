@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 from aiida.cmdline.params import arguments
 
-from aiida_sseff.cli.root import cmd_launch, cmd_plot, cmd_show, launch_options
+from aiida_sseff.cli.root import cmd_launch, cmd_plot, cmd_show, finished_process, launch_options
 
 STUDY_TYPE = 'aiida.workflows:sseff.study.dataset_size'
 
@@ -67,15 +67,7 @@ def finished_study(process):
         if not children:
             raise click.BadParameter(f'the main job <{process.pk}> ran no dataset-size study', param_hint='PROCESS')
         process = children[0].node
-    if process.process_type != STUDY_TYPE:
-        raise click.BadParameter(f'<{process.pk}> is a {process.process_label}, not an sseff.study.dataset_size',
-                                 param_hint='PROCESS')
-    if 'table' not in process.outputs:
-        state = process.process_state.value if process.process_state else 'created'
-        raise click.ClickException(f'<{process.pk}> has no table yet: {state} {process.exit_status or ""} '
-                                   f'{process.exit_message or ""}')
-    return process
-
+    return finished_process(process, 'sseff.study.dataset_size')
 
 @cmd_show.command('dataset-size')
 @arguments.PROCESS()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from aiida_sseff.cli.root import cmd_launch, cmd_root
+from aiida_sseff.cli.root import cmd_launch, cmd_root, launch_options
 
 SHIPPED_STRUCTURES = {'Li10GeP2S12': 'Li10GeP2S12.cif'}
 
@@ -264,16 +264,7 @@ def report_end(node, what: str) -> None:
                                                   if node.is_terminated and not node.is_finished_ok else ''))
 
 
-def _common_options(function):
-    for decorator in reversed((
-        click.option('--protocol', type=click.Choice(PROTOCOLS), default='fast', show_default=True),
-        click.option('--overrides', type=click.Path(exists=True, dir_okay=False),
-                     help='YAML file merged into the protocol.'),
-        click.option('--daemon/--no-daemon', default=True, show_default=True, help='Submit to the daemon or run here.'),
-        click.option('--wait/--no-wait', default=True, show_default=True, help='With --daemon: wait for the end.'),
-    )):
-        function = decorator(function)
-    return function
+_common_options = launch_options  # the options of every `launch` command (declared in root.py)
 
 
 @cmd_launch.command('pipeline')

@@ -7,19 +7,13 @@ from pathlib import Path
 import click
 from aiida.cmdline.params import arguments
 
-from aiida_sseff.cli.root import cmd_launch, cmd_plot, cmd_show, launch_options
+from aiida_sseff.cli.root import cmd_launch, cmd_plot, cmd_show, finished_process, launch_options
 
 ENGINE_PLUGINS = ('sseff.engine.md', 'sseff.engine.label')
 
 
 def _loop_node(process):
-    if process.process_type != 'aiida.workflows:sseff.loop':
-        raise click.BadParameter(f'<{process.pk}> is a {process.process_label}, not a sseff.loop', param_hint='PROCESS')
-    if 'iterations' not in process.outputs:
-        raise click.ClickException(f'sseff.loop <{process.pk}> has no iterations output yet '
-                                   f'({process.process_state.value if process.process_state else "created"})')
-    return process
-
+    return finished_process(process, 'sseff.loop', 'iterations')
 
 def extension_builder(previous, max_labels: int):
     """A new loop that continues ``previous`` (a terminated sseff.loop with outputs) from its last iteration: its

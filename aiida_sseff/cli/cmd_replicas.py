@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 from aiida.cmdline.params import arguments
 
-from aiida_sseff.cli.root import cmd_launch, cmd_plot, cmd_show, launch_options
+from aiida_sseff.cli.root import cmd_launch, cmd_plot, cmd_show, finished_process, launch_options
 
 ENTRY_POINT = 'sseff.study.replicas'
 
@@ -27,14 +27,7 @@ def dataset_label(argument: str) -> tuple[str, str]:
 
 
 def finished_study(process, entry_point: str = ENTRY_POINT):
-    if process.process_type != f'aiida.workflows:{entry_point}':
-        raise click.BadParameter(f'<{process.pk}> is a {process.process_label}, not an {entry_point}',
-                                 param_hint='PROCESS')
-    if 'table' not in process.outputs:
-        raise click.ClickException(f'<{process.pk}> has no table yet: {process.process_state.value} '
-                                   f'{process.exit_status or ""} {process.exit_message or ""}')
-    return process
-
+    return finished_process(process, entry_point)
 
 @cmd_launch.command('replicas')
 @click.argument('datasets', nargs=-1, required=True)

@@ -8,25 +8,10 @@ from pathlib import Path
 import click
 from aiida.cmdline.params import arguments
 
-from aiida_sseff.cli.root import cmd_launch, cmd_plot, cmd_show
+from aiida_sseff.cli.root import cmd_launch, cmd_plot, cmd_show, finished_process, launch_options
 
 ENTRY_POINT = 'sseff.study.speed'
 _LABEL = re.compile(r'[A-Za-z][A-Za-z0-9_]*')
-PROTOCOLS = ('fast', 'balanced', 'stringent')
-
-
-def _launch_options(function):
-    """The options of ``cmd_launch._common_options``, declared here: a CLI module imports no other ``cmd_*`` module
-    at module level (tests/cli/test_cli_docs.py), and a decorator is needed at import time."""
-    for decorator in reversed((
-        click.option('--protocol', type=click.Choice(PROTOCOLS), default='fast', show_default=True),
-        click.option('--overrides', type=click.Path(exists=True, dir_okay=False),
-                     help='YAML file merged into the protocol.'),
-        click.option('--daemon/--no-daemon', default=True, show_default=True, help='Submit to the daemon or run here.'),
-        click.option('--wait/--no-wait', default=True, show_default=True, help='With --daemon: wait for the end.'),
-    )):
-        function = decorator(function)
-    return function
 
 
 def _models(values: tuple[str, ...]) -> dict:
@@ -69,7 +54,7 @@ def _sizes(text: str | None, option: str) -> list[int] | None:
                    "protocol's replications.")
 @click.option('--memory-limit-mb', type=float, default=None,
               help="Memory the largest cell must fit in (default: the engine computer's default_memory_per_machine).")
-@_launch_options
+@launch_options
 def cmd_launch_speed(structure, model_values, engine_code_label, gpumd_code_label, target_atoms, memory_limit_mb,
                      protocol, overrides, daemon, wait):
     """MD speed and peak memory of each model versus the number of atoms in replicas of STRUCTURE (sseff.study.speed)."""
@@ -98,14 +83,7 @@ def cmd_launch_speed(structure, model_values, engine_code_label, gpumd_code_labe
 
 
 def _finished_study(process):
-    if process.process_type != f'aiida.workflows:{ENTRY_POINT}':
-        raise click.BadParameter(f'<{process.pk}> is a {process.process_label}, not an {ENTRY_POINT}',
-                                 param_hint='PROCESS')
-    if 'table' not in process.outputs:
-        raise click.ClickException(f'<{process.pk}> has no table yet: {process.process_state.value} '
-                                   f'{process.exit_status or ""} {process.exit_message or ""}')
-    return process
-
+    return finished_process(process, ENTRY_POINT)
 
 def _number(value, spec: str) -> str:
     return '-' if value is None else format(value, spec)

@@ -8,18 +8,11 @@ from pathlib import Path
 import click
 from aiida.cmdline.params import arguments
 
-from aiida_sseff.cli.root import cmd_plot, cmd_show
+from aiida_sseff.cli.root import cmd_plot, cmd_show, finished_process
 
 
 def _finished_study(process):
-    if process.process_type != 'aiida.workflows:sseff.study.architectures':
-        raise click.BadParameter(f'<{process.pk}> is a {process.process_label}, not an sseff.study.architectures',
-                                 param_hint='PROCESS')
-    if 'table' not in process.outputs:
-        raise click.ClickException(f'<{process.pk}> has no table yet: {process.process_state.value} '
-                                   f'{process.exit_status or ""} {process.exit_message or ""}')
-    return process
-
+    return finished_process(process, 'sseff.study.architectures')
 
 @cmd_show.command('architectures')
 @arguments.PROCESS()

@@ -11,7 +11,7 @@ import click
 from aiida.cmdline.groups import VerdiCommandGroup
 from aiida.cmdline.params import options, types
 
-__all__ = ('cmd_analyze', 'cmd_launch', 'cmd_plot', 'cmd_root', 'cmd_sample', 'cmd_show', 'launch_options')
+__all__ = ('cmd_analyze', 'cmd_launch', 'cmd_plot', 'cmd_root', 'cmd_sample', 'cmd_show', 'finished_process', 'launch_options')
 
 
 @click.group('aiida-sseff', cls=VerdiCommandGroup, context_settings={'help_option_names': ['-h', '--help']})
@@ -60,3 +60,17 @@ def launch_options(function):
     )):
         function = decorator(function)
     return function
+
+
+def finished_process(process, entry_point: str, output: str = 'table'):
+    """``process`` if it is a ``entry_point`` WorkChain with the output ``output``; otherwise a click error that says
+    what it is instead, or in which state it is (for the ``show``/``plot`` commands of every study)."""
+    if process.process_type != f'aiida.workflows:{entry_point}':
+        raise click.BadParameter(f'<{process.pk}> is a {process.process_label}, not an {entry_point}',
+                                 param_hint='PROCESS')
+    if output not in process.outputs:
+        state = process.process_state.value if process.process_state else 'created'
+        raise click.ClickException(f'<{process.pk}> has no {output} yet: {state} {process.exit_status or ""} '
+                                   f'{process.exit_message or ""}'.rstrip())
+    return process
+
