@@ -14,6 +14,7 @@ wants to share when asking why it failed.
 from __future__ import annotations
 
 import base64
+import contextlib
 import html
 import io
 import json
@@ -257,10 +258,12 @@ def _section(node, is_root: bool, depth: int, link: str) -> ProcessReport | None
     if section is None:
         report.blocks, report.generic = generic_section(node), True
     elif node.is_finished_ok:
-        report.blocks = list(section(node))  # a section that fails on a finished-ok node is a bug: let it raise
+        with figure_style():
+            report.blocks = list(section(node))  # a section that fails on a finished-ok node is a bug: let it raise
     else:
         try:
-            report.blocks = list(section(node))
+            with figure_style():
+                report.blocks = list(section(node))
         except Exception as exception:  # noqa: BLE001 - a failed process lacks outputs its section expects
             report.blocks = [Text(f'The section of this process could not be built (it did not finish ok: '
                                   f'{type(exception).__name__}: {exception}); its Dict outputs follow.')]
@@ -446,10 +449,22 @@ def _table_html(table: Table, level: int = 3) -> str:
             f'</tr></thead><tbody>{body}</tbody></table></div>')
 
 
+@contextlib.contextmanager
+def figure_style():
+    """matplotlib's default style while a section draws and while a figure is saved. Why: importing some libraries
+    changes the global rcParams (mace.calculators sets ``font.size``), so the same nodes gave other PNG bytes in a
+    process that had imported MACE than in a fresh one, and the report of an imported archive differed."""
+    import matplotlib.style
+
+    with matplotlib.style.context('default'):
+        yield
+
+
 def figure_png(figure) -> bytes:
     """A matplotlib figure as PNG bytes (no timestamp is written: the same figure gives the same bytes)."""
     buffer = io.BytesIO()
-    figure.savefig(buffer, format='png', dpi=100, metadata={'Software': None})
+    with figure_style():
+        figure.savefig(buffer, format='png', dpi=100, metadata={'Software': None})
     return buffer.getvalue()
 
 

@@ -25,17 +25,17 @@ def test_launch_architectures_refusals(aiida_profile, engine_code, neppo_code, l
     before = _n_nodes()
     dataset, cell = llzo_files
     result = CliRunner().invoke(cmd_root, ['launch', 'architectures', dataset, cell, '--architectures', 'NEP,SchNet',
-                                           '--nep-code', neppo_code.full_label, '--engine-code', engine_code.full_label,
+                                           '--nep-code', neppo_code.uuid, '--engine-code', engine_code.uuid,
                                            '--no-daemon'])
     assert result.exit_code != 0
     assert 'unknown architecture(s) SchNet; the fast protocol has NEP, qNEP, MACE_T0_I, MACE_T1_E' in result.output
     result = CliRunner().invoke(cmd_root, ['launch', 'architectures', dataset, cell, '--architectures', 'NEP',
-                                           '--reference', 'qNEP', '--nep-code', neppo_code.full_label,
-                                           '--engine-code', engine_code.full_label, '--no-daemon'])
+                                           '--reference', 'qNEP', '--nep-code', neppo_code.uuid,
+                                           '--engine-code', engine_code.uuid, '--no-daemon'])
     assert result.exit_code != 0 and '`qNEP` is not among the architectures (NEP)' in result.output
     result = CliRunner().invoke(cmd_root, ['launch', 'architectures', dataset, cell, '--architectures', 'NEP',
-                                           '--nep-code', engine_code.full_label, '--engine-code',
-                                           engine_code.full_label, '--no-daemon'])
+                                           '--nep-code', engine_code.uuid, '--engine-code',
+                                           engine_code.uuid, '--no-daemon'])
     assert result.exit_code != 0 and 'expected a code of sseff.nep.train' in result.output
     assert _n_nodes() == before  # not even the dataset was stored
 

@@ -19,11 +19,11 @@ def test_launch_refuses_a_wrong_code_before_storing(aiida_profile, engine_code, 
     write(tmp_path / 'cell.xyz', structures[0])
     before = _n_nodes()
     result = CliRunner().invoke(cmd_root, ['launch', 'dataset-size', str(tmp_path / 'train.xyz'),
-                                           str(tmp_path / 'cell.xyz'), '--training-code', engine_code.full_label,
+                                           str(tmp_path / 'cell.xyz'), '--training-code', engine_code.uuid,
                                            '--no-daemon'])
     assert result.exit_code != 0 and 'expected a code of sseff.nep.train' in result.output
     result = CliRunner().invoke(cmd_root, ['launch', 'dataset-size', str(tmp_path / 'train.xyz'),
-                                           str(tmp_path / 'cell.xyz'), '--training-code', engine_code.full_label,
+                                           str(tmp_path / 'cell.xyz'), '--training-code', engine_code.uuid,
                                            '--n-sizes', '1', '--no-daemon'])
     assert result.exit_code != 0 and '--n-sizes' in result.output
     assert _n_nodes() == before

@@ -123,5 +123,5 @@ def test_launch_speed_refuses_a_node_that_is_no_model(aiida_profile, engine_code
 
     node = orm.Int(3).store()
     result = CliRunner().invoke(cmd_root, ['launch', 'speed', 'Li10GeP2S12', '--model', f'NEP={node.pk}',
-                                           '--engine-code', engine_code.full_label, '--no-daemon'])
+                                           '--engine-code', engine_code.uuid, '--no-daemon'])
     assert result.exit_code != 0 and 'expected a NepModel or MaceModel' in result.output
