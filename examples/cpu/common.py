@@ -85,6 +85,17 @@ def load_dataset(value: str, require_labels: bool = True):
     return node
 
 
+def labelled(values, load, option: str) -> dict:
+    """``{label: load(source)}`` from ``LABEL=FILE_OR_PK`` values of a repeated option (``--dataset``, ``--model``)."""
+    result = {}
+    for value in values:
+        label, separator, source = value.partition('=')
+        if not separator or not label:
+            raise SystemExit(f'Error: {option} {value}: give LABEL=FILE_OR_PK')
+        result[label] = load(source)
+    return result
+
+
 def check(builder) -> None:
     """Check the builder's inputs as the engine will when the WorkChain starts (defaults, then every port's and
     namespace's validator); SystemExit naming the problem."""

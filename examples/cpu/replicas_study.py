@@ -7,7 +7,7 @@ reference-quality example (its ``labelling_a.dataset`` and ``labelling_b.dataset
     python examples/cpu/replicas_study.py --dataset gamma=gamma.xyz --dataset dense_k=dense.xyz --dry-run
 """
 
-from common import launcher, load_code, load_dataset, parser, run_as_script, shipped_structure
+from common import labelled, launcher, load_code, load_dataset, parser, run_as_script, shipped_structure
 
 
 def make_parser():
@@ -23,12 +23,7 @@ def make_parser():
 def build(args):
     from aiida_sseff.workflows.replicas import ReplicaStudyWorkChain
 
-    datasets = {}
-    for value in args.dataset:
-        label, separator, source = value.partition('=')
-        if not separator or not label:
-            raise SystemExit(f'Error: --dataset {value}: give LABEL=FILE_OR_PK')
-        datasets[label] = load_dataset(source)
+    datasets = labelled(args.dataset, load_dataset, '--dataset')
     return ReplicaStudyWorkChain.get_builder_from_protocol(
         load_code(args.training_code), datasets, load_code(args.engine_code), shipped_structure(args.structure),
         protocol=args.protocol)

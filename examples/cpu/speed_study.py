@@ -6,7 +6,7 @@ Each model is ``label=file`` (nep.txt / MACE) or ``label=pk`` of a stored model:
     python examples/cpu/speed_study.py --model NEP=nep.txt --memory-limit-mb 16000 --dry-run
 """
 
-from common import launcher, load_code, load_model, parser, run_as_script, shipped_structure
+from common import labelled, launcher, load_code, load_model, parser, run_as_script, shipped_structure
 
 
 def make_parser():
@@ -23,12 +23,7 @@ def make_parser():
 def build(args):
     from aiida_sseff.workflows.speed import SpeedStudyWorkChain
 
-    models = {}
-    for value in args.model:
-        label, separator, source = value.partition('=')
-        if not separator or not label:
-            raise SystemExit(f'Error: --model {value}: give LABEL=FILE_OR_PK')
-        models[label] = load_model(source)
+    models = labelled(args.model, load_model, '--model')
     return SpeedStudyWorkChain.get_builder_from_protocol(
         load_code(args.code), shipped_structure(args.structure), models, protocol=args.protocol,
         memory_limit_mb=args.memory_limit_mb)
