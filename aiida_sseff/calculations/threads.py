@@ -4,7 +4,8 @@ OpenMP, MKL and OpenBLAS (and torch, which follows ``OMP_NUM_THREADS``) start on
 every process unless told otherwise. Three MD jobs side by side on two cores (the direct scheduler, or several
 tasks in one allocation) then run 3 × 2 threads on 2 cores and are slower together than one after another. A job
 gets the cores its resources give it: ``num_cores_per_mpiproc``, else ``num_cores_per_machine`` divided among the
-MPI processes of a machine, else one thread.
+MPI processes of a machine, else ``num_cpus`` (HyperQueue's resources, aiida-hyperqueue: the CPUs HyperQueue gives
+the task, to the job's one process), else one thread.
 
 The user keeps the last word: a variable set in ``metadata.options.environment_variables`` is never overwritten.
 """
@@ -26,7 +27,9 @@ def threads_per_process(resources: dict) -> int:
     """Threads for each process of a job with these scheduler ``resources`` (the ``metadata.options.resources``
     dict; aiida-core's ``NodeNumberJobResource`` keys): ``num_cores_per_mpiproc``; else ``num_cores_per_machine`` //
     the processes per machine (``num_mpiprocs_per_machine``, or ``tot_num_mpiprocs // num_machines``), at least 1;
-    else 1 (no cores requested: the job owns one core, as a direct-scheduler job shares the machine with others)."""
+    else ``num_cpus`` (aiida-hyperqueue's ``HyperQueueJobResource``: the task's CPUs; the CalcJobs that set threads
+    run one process); else 1 (no cores requested: the job owns one core, as a direct-scheduler job shares the machine
+    with others)."""
     per_process = _positive(resources, 'num_cores_per_mpiproc')
     if per_process:
         return per_process
@@ -37,7 +40,7 @@ def threads_per_process(resources: dict) -> int:
             total, machines = _positive(resources, 'tot_num_mpiprocs'), _positive(resources, 'num_machines')
             processes = total // machines if total and machines else 1
         return max(1, per_machine // max(processes, 1))
-    return 1
+    return _positive(resources, 'num_cpus') or 1
 
 
 def thread_prepend_text(resources: dict, environment_variables: dict | None = None) -> str:
