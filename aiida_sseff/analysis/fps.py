@@ -17,14 +17,19 @@ Conventions (all distances are Euclidean, in the units of the descriptors):
   set is always made. Exactly one of the two criteria must be given.
 * Selected candidates are never selected twice, even when the remaining ones are duplicates of selected ones.
 
-Cost: O(N (k + M) d) time for k picks and a seed set of M points, and O(N) extra memory (a few length-N arrays,
-plus the k + M reference points and fixed-size tiles); no N x N, N x k or N x M matrix is ever formed. The
-min-distances are updated incrementally with the distances to the newly picked point, computed in float64 by the
-direct-difference formula ``sqrt(sum((x_i - x_new)**2))`` (scipy's ``cdist``, on row blocks), which does not suffer
-the cancellation of ``|x|^2 + |y|^2 - 2 x.y`` for nearby points. Rows whose min-distance provably cannot change are
-skipped using the triangle inequality: if ``d(c_i, new) >= 2 m_i``, where ``c_i`` is the selected or seed point
-nearest to row ``i`` and ``m_i`` its distance, then ``d(i, new) >= m_i``. This is exact (a safety margin covers
-rounding) and pays off on clustered descriptor sets; on isotropic random data the full update is used.
+Cost. The first picks update the min-distances of all rows (one contiguous cdist pass, as PyNEP does). Once the
+triangle inequality below would leave few rows to measure, every reference point (seed point or pick) gets a
+Voronoi cell: the candidates nearest to it, with the cell's farthest candidate (its head) and radius. A pick is then
+the head of the cell of largest radius, an O(k + M) scan instead of an O(N) argmax. When a point x is added, only rows whose min-distance can drop
+are measured, found by three exact lower bounds of d(i, x): a whole cell j is skipped when d(c_j, x) >= 2 radius_j
+(triangle inequality), a row of the other cells when d(c_j, x) >= 2 m_i, and a row when its distance to x along the
+8 leading principal axes (|Q^T (i - x)| <= |i - x|; for d > 16 and N >= 1000) is at least m_i. The distances that are
+computed are float64 direct differences ``sqrt(sum((x_i - x_new)**2))`` (scipy's ``cdist``, which does not suffer
+the cancellation of ``|x|^2 + |y|^2 - 2 x.y`` for nearby points), pair by pair the same values a full update computes;
+each bound has a safety margin far above rounding, so the picks and their order are those of the plain O(N k d)
+loop (PyNEP's), ties included. The worst case (no bound prunes: isotropic random data) is still O(N (k + M) d).
+Memory: O(N) (the cells' row indices, the min-distances, the N x 8 projection) plus one C-ordered float64 copy of
+the descriptors where they are given otherwise, and the k + M reference points; no N x N, N x k or N x M matrix.
 """
 
 from __future__ import annotations
@@ -36,17 +41,26 @@ from scipy.spatial.distance import cdist
 
 __all__ = ('FPSResult', 'farthest_point_sampling', 'reduction_series')
 
-# Rows per block when distances are computed: bounds the temporary arrays to _BLOCK x d, independent of N.
+# Rows per block of the NaN/inf check and of gathered rows: bounds temporary arrays to _BLOCK x d, independent of N.
 _BLOCK = 8192
 # Relative safety margin of the triangle-inequality skip test; float64 direct-difference distances are accurate to
 # ~d * 1e-16 relative, far inside this margin, so skipping never changes a min-distance.
 _SKIP_MARGIN = 1e-9
-# When more than this fraction of the rows needs an update, update all rows (a gather would cost more).
-_DENSE_FRACTION = 0.3
-_MAX_CHECK_INTERVAL = 32
 # Candidate-seed pairs per cdist tile when the distances to an existing set are computed (8 MB of float64).
 _TILE = 1 << 20
 _SEED_BLOCK = 4096
+# Cells are built once the triangle inequality would leave fewer than _SPARSE_FRACTION of the rows to measure, and
+# dropped (dense updates: one contiguous pass over all rows per point) when it leaves more than _DENSE_FRACTION; in
+# between, above _GATHER_FRACTION, the candidates' distances are taken from such a pass rather than gathered (a
+# gather of many scattered rows costs several times more per row).
+_SPARSE_FRACTION = 0.3
+_DENSE_FRACTION = 0.5
+_GATHER_FRACTION = 0.2
+_MAX_CHECK_INTERVAL = 32
+# Leading principal axes whose projected distances bound the distances from below (a cheap first test of the rows
+# that the triangle inequality leaves); used for descriptors of more than twice as many dimensions, N >= min points.
+_PROJECTED_DIMS = 8
+_PROJECTED_MIN_POINTS = 1000
 
 
 class FPSResult(NamedTuple):
@@ -85,30 +99,71 @@ def _require_finite(array: np.ndarray, name: str) -> None:
 
 
 def _distances(points: np.ndarray, x: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
-    """Euclidean distances (float64) from ``x`` to ``points[rows]`` (all rows if None), block by block.
+    """Euclidean distances (float64) from ``x`` to ``points[rows]`` (all rows if None); ``points`` is a C-ordered
+    float64 array.
 
-    scipy's cdist evaluates ``sqrt(sum((u - v)**2))`` in float64, the numerically careful direct formula; blocking
-    keeps the float64 conversion of float32 input and the fancy-index gather at O(block x d) memory.
+    scipy's cdist evaluates ``sqrt(sum((u - v)**2))`` in float64, the numerically careful direct formula, pair by pair:
+    the distance of a pair is the same bits whichever rows are computed with it, so a subset of rows gives exactly the
+    values the full update would. cdist(x, points) rather than cdist(points, x): scipy's loop is several times faster
+    in this orientation; ``np.take`` gathers rows ~4x faster than fancy indexing.
     """
-    xx = np.asarray(x, dtype=np.float64).reshape(1, -1)
-    if rows is None and points.dtype == np.float64 and points.flags.c_contiguous:
-        # cdist(x, points) rather than cdist(points, x): scipy's loop is several times faster in this orientation
+    xx = x.reshape(1, -1)
+    if rows is None:
         return cdist(xx, points)[0]
-    n = points.shape[0] if rows is None else rows.shape[0]
-    out = np.empty(n, dtype=np.float64)
-    for start in range(0, n, _BLOCK):
-        stop = min(start + _BLOCK, n)
-        block = points[start:stop] if rows is None else points[rows[start:stop]]
-        out[start:stop] = cdist(xx, block.astype(np.float64, copy=False))[0]
-    return out
+    if rows.size <= _BLOCK:
+        return cdist(xx, np.take(points, rows, axis=0))[0]
+    # blocks: the gathered rows stay O(block x d) however many rows there are
+    return np.concatenate([cdist(xx, np.take(points, rows[start:start + _BLOCK], axis=0))[0]
+                           for start in range(0, rows.size, _BLOCK)])
+
+
+def _principal_projection(points: np.ndarray) -> tuple[np.ndarray | None, float]:
+    """The rows' coordinates along the leading principal axes (N x _PROJECTED_DIMS, C-ordered), or None where the
+    descriptors have too few dimensions for that to save work; and an absolute tolerance of their rounding errors.
+
+    For orthonormal axes Q, ``|Q^T (a - b)| <= |a - b|``: the projected distance is a lower bound of the distance,
+    for any Q (the principal axes only make it tight). Rounding of the projection is ~d^1.5 * 1e-16 of the largest
+    centred row norm; the tolerance (1e-9 of it) is far above that, so the bound never excludes a row whose
+    min-distance could drop.
+    """
+    n_points, n_features = points.shape
+    if n_features <= 2 * _PROJECTED_DIMS or n_points < _PROJECTED_MIN_POINTS:
+        return None, 0.0
+    mean = points.mean(axis=0)
+    scatter = np.zeros((n_features, n_features))
+    for start in range(0, n_points, _BLOCK):  # blocks: O(block x d) temporaries
+        centred = points[start:start + _BLOCK] - mean
+        scatter += centred.T @ centred
+    axes = np.linalg.eigh(scatter)[1][:, ::-1][:, :_PROJECTED_DIMS]
+    projected = np.empty((n_points, _PROJECTED_DIMS))
+    largest_norm = 0.0
+    for start in range(0, n_points, _BLOCK):
+        centred = points[start:start + _BLOCK] - mean
+        projected[start:start + _BLOCK] = centred @ axes
+        largest_norm = max(largest_norm, float(np.sqrt((centred**2).sum(axis=1).max())))
+    return projected, _SKIP_MARGIN * largest_norm
 
 
 class _MinDistances:
-    """The min-distance of every candidate to the current reference set (seed points + picks), updated in place.
+    """The min-distance of every candidate to the reference set (seed points + picks), updated as points are added.
 
-    ``dist[i]`` is the distance of row i to its nearest reference point ``owner[i]`` (an index into the reference
-    points), or -1 once row i is itself selected (so it is never picked again and never updated). Memory: two
-    length-N arrays plus the reference points themselves (k x d).
+    ``dist[i]`` is the min-distance of row i (-1 once it is selected, so it is never picked or updated again) and
+    ``owner[i]`` its nearest reference point. Two ways to update them, both giving the values and picks of the
+    plain loop:
+
+    * **dense** (the first picks, and data where pruning does not pay): the distances of all rows to the new point in
+      one contiguous pass, and the pick ``argmax(dist)`` (first maximum: ties to the lowest index).
+    * **cells**: every reference point ``j`` owns a Voronoi cell ``members[j]``, the unselected rows it owns (in no
+      particular order); ``radius[j]`` is the largest min-distance in it (-1 when empty) and ``head[j]`` the row that
+      has it, the lowest index among ties. The pick is the head of a cell of largest radius, the lowest head among
+      equal radii (``argmax(dist)`` again, from an O(k) scan). A new point ``x`` can lower ``m_i`` only if
+      ``d(c_j, x) < 2 m_i`` (triangle inequality: ``d(i, x) >= d(c_j, x) - m_i``): a cell is skipped when
+      ``d(c_j, x) >= 2 radius[j]``, and in the others only the rows with ``m_i > d(c_j, x) / 2`` and a projected
+      distance below ``m_i`` (:func:`_principal_projection`) are measured; rows that come closer move to the new cell.
+
+    The cells are built (O(N log N), once) when a dense update finds that the triangle inequality would leave fewer
+    than _SPARSE_FRACTION of the rows to measure, and dropped when it leaves more than _DENSE_FRACTION of them. The test costs O(N); where it keeps failing it is tried again only after an interval that doubles each time
+    (up to _MAX_CHECK_INTERVAL new points).
     """
 
     def __init__(self, points: np.ndarray):
@@ -116,46 +171,137 @@ class _MinDistances:
         n = points.shape[0]
         self.dist = np.full(n, np.inf)
         self.owner = np.zeros(n, dtype=np.int64)
-        self._centers = np.empty((16, points.shape[1]), dtype=np.float64)  # grows by doubling
         self.n_centers = 0
-        # The skip test costs O(N) per new point; where it keeps failing (isotropic, high-dimensional data), it is
-        # tried again only after an interval that doubles each time (up to _MAX_CHECK_INTERVAL new points).
+        self.members: list[np.ndarray] | None = None  # None: dense mode
+        # per reference point, grown by doubling: its coordinates, its cell's radius and head
+        self._centers = np.empty((16, points.shape[1]), dtype=np.float64)
+        self._radius = np.empty(16, dtype=np.float64)
+        self._head = np.empty(16, dtype=np.int64)
+        self._projected, self._projection_tolerance = _principal_projection(points)
         self._check_interval = 1
         self._until_check = 0
 
     def _append_center(self, x: np.ndarray) -> None:
-        if self.n_centers == self._centers.shape[0]:
+        c = self.n_centers
+        if c == self._centers.shape[0]:
             self._centers = np.concatenate([self._centers, np.empty_like(self._centers)])
-        self._centers[self.n_centers] = x
+            self._radius = np.concatenate([self._radius, np.empty_like(self._radius)])
+            self._head = np.concatenate([self._head, np.empty_like(self._head)])
+        self._centers[c] = x
         self.n_centers += 1
 
-    def add_center(self, x: np.ndarray) -> None:
-        """Make ``x`` (a float64 vector) a reference point and lower the min-distances accordingly."""
-        x = np.asarray(x, dtype=np.float64)
+    def _set_cell(self, j: int, rows: np.ndarray) -> None:
+        """Make ``rows`` the cell of reference point j and find its radius and head."""
+        self.members[j] = rows
+        if rows.size:
+            distances = self.dist[rows]
+            largest = distances.max()
+            self._radius[j] = largest
+            self._head[j] = rows[distances == largest].min()
+        else:
+            self._radius[j] = -1.0
+
+    def _build_cells(self) -> None:
+        """Group the unselected rows by their owner: one cell per reference point."""
+        rows = np.flatnonzero(self.dist >= 0)
+        owners = self.owner[rows]
+        order = rows[np.argsort(owners, kind='stable')]
+        counts = np.bincount(owners, minlength=self.n_centers)
+        ends = np.cumsum(counts)
+        self.members = [None] * self.n_centers
+        for j in range(self.n_centers):
+            self._set_cell(j, order[ends[j] - counts[j]:ends[j]])
+
+    def farthest(self) -> tuple[int, float] | None:
+        """The unselected row farthest from the reference set (lowest index among ties) and its min-distance, or
+        None when every row is selected."""
+        if self.members is None:
+            index = int(np.argmax(self.dist))  # first maximum: ties go to the lowest index
+            distance = float(self.dist[index])
+            return None if distance < 0 else (index, distance)
+        radius = self._radius[:self.n_centers]
+        largest = radius.max()
+        if largest < 0:
+            return None
+        cells = np.flatnonzero(radius == largest)
+        j = cells[0] if cells.size == 1 else cells[np.argmin(self._head[cells])]
+        return int(self._head[j]), float(largest)
+
+    def select(self, index: int) -> None:
+        """Add row ``index`` to the reference set and mark it as selected."""
+        self.dist[index] = -1.0
+        if self.members is not None:
+            cell = self.owner[index]
+            members = self.members[cell]
+            self._set_cell(cell, members[members != index])
+        self.add_center(index)
+
+    def add_center(self, index: int) -> None:
+        """Make row ``index`` a reference point and lower the min-distances accordingly."""
+        x = self.points[index:index + 1]
+        if self.members is not None and self._update_cells(index):
+            return
         c = self.n_centers
-        rows = None
+        build = False
         self._until_check -= 1
         if c > 0 and self._until_check <= 0:
-            # d(i, x) >= d(owner_i, x) - dist_i, so row i can only improve if d(owner_i, x) / 2 < dist_i.
-            half_center_dist = cdist(x.reshape(1, -1), self._centers[:c])[0] * (0.5 / (1.0 + _SKIP_MARGIN))
-            candidate = half_center_dist[self.owner] < self.dist
-            n_candidate = int(np.count_nonzero(candidate))
-            if n_candidate <= _DENSE_FRACTION * self.dist.size:
-                rows = np.flatnonzero(candidate)
-                self._check_interval = 1
-            else:
-                self._check_interval = min(2 * self._check_interval, _MAX_CHECK_INTERVAL)
+            half_center_dist = cdist(x, self._centers[:c])[0] * (0.5 / (1.0 + _SKIP_MARGIN))
+            build = np.count_nonzero(half_center_dist[self.owner] < self.dist) < _SPARSE_FRACTION * self.dist.size
+            self._check_interval = 1 if build else min(2 * self._check_interval, _MAX_CHECK_INTERVAL)
             self._until_check = self._check_interval
-        new = _distances(self.points, x, rows)
-        if rows is None:
-            changed = np.flatnonzero(new < self.dist)
-            self.dist[changed] = new[changed]
-        else:
-            better = np.flatnonzero(new < self.dist[rows])
-            changed = rows[better]
-            self.dist[changed] = new[better]
+        new = _distances(self.points, x)
+        changed = np.flatnonzero(new < self.dist)
+        self.dist[changed] = new[changed]
         self.owner[changed] = c
         self._append_center(x)
+        if build:
+            self._build_cells()
+
+    def _update_cells(self, index: int) -> bool:
+        """The update in cell mode; False (and back to dense mode) when the near cells hold most rows."""
+        x = self.points[index:index + 1]
+        c = self.n_centers
+        half_center_dist = cdist(x, self._centers[:c])[0] * (0.5 / (1.0 + _SKIP_MARGIN))
+        near = np.flatnonzero(self._radius[:c] > half_center_dist)
+        parts = [self.members[j] for j in near]
+        sizes = np.fromiter((part.size for part in parts), dtype=np.int64, count=len(parts))
+        rows = np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+        cell_position = np.repeat(np.arange(near.size), sizes)
+        # a row's min-distance can only drop if it exceeds half the distance from its reference point to x ...
+        candidate = np.flatnonzero(self.dist[rows] > half_center_dist[near][cell_position])
+        if candidate.size > _DENSE_FRACTION * self.dist.size:
+            self.members = None
+            return False
+        if candidate.size > _GATHER_FRACTION * self.dist.size:
+            new = _distances(self.points, x)[rows[candidate]]  # one contiguous pass beats gathering many rows
+        else:
+            if self._projected is not None and candidate.size:
+                # ... and if its distance to x along the leading principal axes (a lower bound) is below it
+                lower = _distances(self._projected, self._projected[index], rows[candidate])
+                bound = self.dist[rows[candidate]] * (1.0 + _SKIP_MARGIN) + self._projection_tolerance
+                candidate = candidate[lower < bound]
+            new = _distances(self.points, x, rows[candidate])
+        closer = new < self.dist[rows[candidate]]
+        moved_position = candidate[closer]
+        moved = rows[moved_position]
+        self.dist[moved] = new[closer]
+        self.owner[moved] = c
+        if moved.size:
+            keep = np.ones(rows.size, dtype=bool)
+            keep[moved_position] = False
+            ends = np.cumsum(sizes)
+            for position in np.flatnonzero(np.bincount(cell_position[moved_position], minlength=near.size)):
+                self._set_cell(near[position], parts[position][keep[ends[position] - sizes[position]:ends[position]]])
+        self._append_center(x)
+        self.members.append(None)
+        self._set_cell(c, moved)
+        return True
+
+    def add_first_center(self, index: int) -> None:
+        """Make row ``index`` the first pick (no seed set)."""
+        self.dist = _distances(self.points, self.points[index:index + 1])
+        self.dist[index] = -1.0
+        self._append_center(self.points[index])
 
     def add_seed_points(self, seed: np.ndarray) -> None:
         """Make all rows of ``seed`` (M x d) reference points, before any pick.
@@ -163,27 +309,20 @@ class _MinDistances:
         Distances come from cdist on tiles of at most _TILE candidate-seed pairs (bounded memory, never N x M), the
         running minimum and its owner kept per candidate.
         """
-        first = self.n_centers
-        n_seed = seed.shape[0]
+        n_points, n_seed = self.dist.size, seed.shape[0]
         seed_block = min(n_seed, _SEED_BLOCK)
         row_block = max(1, _TILE // seed_block)
         for s0 in range(0, n_seed, seed_block):
             seeds = seed[s0:s0 + seed_block].astype(np.float64, copy=False)
-            for r0 in range(0, self.dist.size, row_block):
-                rows = self.points[r0:r0 + row_block].astype(np.float64, copy=False)
-                tile = cdist(rows, seeds)
+            for r0 in range(0, n_points, row_block):
+                tile = cdist(self.points[r0:r0 + row_block], seeds)
                 nearest = np.argmin(tile, axis=1)
                 best = tile[np.arange(tile.shape[0]), nearest]
                 better = np.flatnonzero(best < self.dist[r0:r0 + row_block])
                 self.dist[r0 + better] = best[better]
-                self.owner[r0 + better] = first + s0 + nearest[better]
-            for row in seeds:
-                self._append_center(row)
-
-    def select(self, index: int) -> None:
-        """Add row ``index`` to the reference set and mark it as selected."""
-        self.add_center(self.points[index])
-        self.dist[index] = -1.0
+                self.owner[r0 + better] = self.n_centers + s0 + nearest[better]
+        for row in seed:
+            self._append_center(row)
 
 
 def farthest_point_sampling(descriptors, n_select: int | None = None, min_distance: float | None = None,
@@ -220,6 +359,9 @@ def farthest_point_sampling(descriptors, n_select: int | None = None, min_distan
     if min_distance is not None and not (np.isfinite(min_distance) and min_distance >= 0):
         raise ValueError(f'min_distance must be a finite number >= 0; got {min_distance!r}')
     _require_finite(points, 'descriptors')
+    # one C-ordered float64 copy where the input is not already (calorine returns descriptors in Fortran order): rows
+    # are gathered and measured every pick, which a strided or float32 array would slow down several times
+    points = np.ascontiguousarray(points, dtype=np.float64)
 
     seed = None
     if seed_descriptors is not None:
@@ -249,16 +391,16 @@ def farthest_point_sampling(descriptors, n_select: int | None = None, min_distan
             start_index = int(np.argmax(_distances(points, mean)))
         picks.append(int(start_index))
         pick_distances.append(np.inf)
-        state.select(int(start_index))
+        state.add_first_center(int(start_index))
     else:
         state.add_seed_points(seed)
 
     n_target = n_points if n_select is None else n_select
     while len(picks) < n_target:
-        index = int(np.argmax(state.dist))  # first maximum: ties go to the lowest index
-        distance = float(state.dist[index])
-        if distance < 0:  # every candidate is selected already
+        farthest = state.farthest()  # ties go to the lowest index
+        if farthest is None:  # every candidate is selected already
             break
+        index, distance = farthest
         if min_distance is not None and distance < min_distance:
             break
         picks.append(index)

@@ -51,10 +51,9 @@ def model_elements(spec: dict, directory: str | Path = '.') -> list[str] | None:
     """The elements the model knows, or None where it knows (nearly) all (CHGNet up to Pu)."""
     kind = spec['kind']
     if kind == 'nep':
-        from aiida_sseff.engines._lazy import import_without_package_inits
+        from aiida_sseff.engines._lazy import calorine_model
 
-        model = import_without_package_inits('calorine.nep.model', ('calorine.nep',))
-        return list(model.read_model(str(Path(directory) / spec['model'])).types)
+        return list(calorine_model().read_model(str(Path(directory) / spec['model'])).types)
     if kind == 'emt':
         return list(EMT_ELEMENTS)
     if kind == 'chgnet':

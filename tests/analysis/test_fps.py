@@ -37,6 +37,27 @@ def reference_fps(points, n_select=None, min_distance=None, seed=None, start_ind
     return np.array(selected), np.array(distances)
 
 
+def plain_fps(points, n_select, seed=None, start_index=0):
+    """PyNEP's loop (benchmarks/bench_fps.py): one cdist to the new pick per step, np.minimum, np.argmax (first
+    maximum: ties to the lowest index); selected rows are set to -1 so they are never picked again. O(N) memory, for
+    the larger sets where reference_fps's cdist to the whole reference set would be slow."""
+    points = np.asarray(points, dtype=np.float64)
+    if seed is None:
+        selected, distances = [start_index], [np.inf]
+        mind = cdist(points[start_index:start_index + 1], points)[0]
+        mind[start_index] = -1.0
+    else:
+        selected, distances = [], []
+        mind = cdist(points, seed).min(axis=1)
+    while len(selected) < n_select:
+        i = int(np.argmax(mind))
+        selected.append(i)
+        distances.append(mind[i])
+        mind = np.minimum(mind, cdist(points[i:i + 1], points)[0])
+        mind[selected] = -1.0
+    return np.array(selected), np.array(distances)
+
+
 def low_dimensional(rng, n, d, k=2):
     """Points near a smooth k-dimensional manifold in d dimensions (like descriptors of MD snapshots): the case where
     the triangle-inequality skip is active."""
@@ -81,20 +102,59 @@ def test_matches_reference_on_low_dimensional_data(seed):
         np.testing.assert_allclose(result.min_distances[1:], distances[1:], rtol=1e-12)
 
 
+@pytest.mark.parametrize('seed', [0, 1])
+def test_matches_plain_loop_on_clustered_data_with_projection(seed):
+    """Clusters in d = 40 (N >= 1000, d > 16: the principal-axes bound is used as well as the cell bounds)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(scale=5.0, size=(6, 40))
+    points = centres[rng.integers(6, size=3000)] + low_dimensional(rng, 3000, 40, k=5) * 0.3
+    assert fps_module._principal_projection(points)[0] is not None
+    for start in (0, 1234):
+        result = farthest_point_sampling(points, n_select=300, start_index=start)
+        indices, distances = plain_fps(points, 300, start_index=start)
+        np.testing.assert_array_equal(result.indices, indices)
+        np.testing.assert_array_equal(result.min_distances[1:], distances[1:])  # the same float64 values
+    existing = centres[:3] + rng.normal(size=(3, 40))
+    result = farthest_point_sampling(points, n_select=300, seed_descriptors=existing)
+    indices, distances = plain_fps(points, 300, seed=existing)
+    np.testing.assert_array_equal(result.indices, indices)
+    np.testing.assert_array_equal(result.min_distances, distances)
+
+
+def test_exact_ties_and_duplicates_with_projection():
+    """Integer lattice points in d = 20 (many exactly equal distances) and every row twice: ties must go to the lowest
+    index as in the plain loop, through the cell heads, and duplicates come last with distance 0."""
+    rng = np.random.default_rng(13)
+    distinct = rng.integers(-2, 3, size=(700, 20)).astype(np.float64)
+    points = np.concatenate([distinct, distinct[::-1]])  # 1400 rows, each distinct one twice
+    assert fps_module._principal_projection(points)[0] is not None
+    n_distinct = len(np.unique(distinct, axis=0))
+    result = farthest_point_sampling(points, n_select=n_distinct + 50, start_index=3)
+    indices, distances = plain_fps(points, n_distinct + 50, start_index=3)
+    np.testing.assert_array_equal(result.indices, indices)
+    np.testing.assert_array_equal(result.min_distances[1:], distances[1:])
+    assert np.all(result.min_distances[n_distinct:] == 0) and np.all(result.min_distances[:n_distinct] > 0)
+    assert len(np.unique(result.indices)) == len(result.indices)
+
+
 def test_skip_path_is_taken_on_low_dimensional_data(monkeypatch):
-    """Guard that the test above really exercises the sparse update: count the rows whose distances are computed."""
+    """Guard that the tests above really exercise the pruned update: count the rows whose exact distances are
+    computed (not those of the projected lower bound)."""
     counted = []
     original = fps_module._distances
 
     def counting(points, x, rows=None):
-        counted.append(len(points) if rows is None else len(rows))
+        if points.shape[1] == n_features:
+            counted.append(len(points) if rows is None else len(rows))
         return original(points, x, rows)
 
     monkeypatch.setattr(fps_module, '_distances', counting)
-    points = low_dimensional(np.random.default_rng(0), 4000, 12)
-    farthest_point_sampling(points, n_select=150)
-    # first: distance to the mean and to the first pick (all rows); later updates touch a small fraction
-    assert sum(counted[2:]) < 0.2 * len(points) * (len(counted) - 2)
+    for n_features, latent in ((12, 2), (40, 2)):  # without and with the principal-axes bound (d > 16)
+        counted.clear()
+        points = low_dimensional(np.random.default_rng(0), 4000, n_features, k=latent)
+        farthest_point_sampling(points, n_select=150)
+        # first: distance to the mean and to the first pick (all rows); later updates measure a small fraction
+        assert sum(counted[2:]) < 0.2 * len(points) * (len(counted) - 2)
 
 
 def test_blocked_float32_and_noncontiguous_input(monkeypatch):
@@ -233,6 +293,36 @@ def test_memory_is_linear_in_n():
     finally:
         tracemalloc.stop()
     assert len(result.indices) == 50 and len(seeded.indices) == 50
-    # the N x k matrix of the textbook method would be 50 x N x 8 bytes, N x N 40,000 x N x 8 bytes
-    assert peak < 20 * n * 8, f'peak {peak / 1e6:.1f} MB'
-    assert peak_seeded < 20 * n * 8, f'peak with seed set {peak_seeded / 1e6:.1f} MB'
+    # the N x k matrix of the textbook method would be 50 x N x 8 bytes, N x N 200,000 x N x 8 bytes; ours is ~20
+    # doubles per row: the 8 projected coordinates, min-distances, owners, the cells' row indices and temporaries
+    assert peak < 25 * n * 8, f'peak {peak / 1e6:.1f} MB'
+    assert peak_seeded < 25 * n * 8, f'peak with seed set {peak_seeded / 1e6:.1f} MB'
+
+
+@pytest.mark.reference
+def test_matches_plain_loop_on_real_nep_descriptors(reference_dir):
+    """Per-atom NEP descriptors (nep25_zbl.txt, d = 30) of the 25 LLZO DFT structures and of rattled copies: 9,600
+    real atomic environments, as calorine returns them (Fortran-ordered rows). The picks, their order and the float64
+    min-distances are those of PyNEP's loop, without and with a seed set (the environments of 3 structures)."""
+    from ase.io import read
+    from calorine.calculators import CPUNEP
+
+    structures = read(reference_dir / 'llzo' / 'nep_training' / 'train.xyz', index=':')
+    calculator = CPUNEP(str(reference_dir / 'llzo' / 'nep25_zbl.txt'))
+    rng = np.random.default_rng(14)
+    blocks = []
+    for atoms in structures:
+        rattled = atoms.copy()
+        rattled.positions += rng.normal(scale=0.05, size=rattled.positions.shape)
+        blocks += [calculator.get_descriptors(atoms.copy()), calculator.get_descriptors(rattled)]
+    points = np.concatenate(blocks)
+    assert points.shape == (9600, 30)
+    result = farthest_point_sampling(points, n_select=400, start_index=0)
+    indices, distances = plain_fps(points, 400, start_index=0)
+    np.testing.assert_array_equal(result.indices, indices)
+    np.testing.assert_array_equal(result.min_distances[1:], distances[1:])
+    seed, candidates = points[:3 * 384], points[3 * 384:]
+    result = farthest_point_sampling(candidates, n_select=400, seed_descriptors=seed)
+    indices, distances = plain_fps(candidates, 400, seed=seed)
+    np.testing.assert_array_equal(result.indices, indices)
+    np.testing.assert_array_equal(result.min_distances, distances)

@@ -8,7 +8,7 @@ import pytest
 from ase.build import bulk
 from ase.neighborlist import neighbor_list
 
-from aiida_sseff.engines.md import AtomsTooCloseError, _ContactGuard
+from aiida_sseff.engines.md import AtomsTooCloseError, _ContactGuard, _pairs_within
 
 
 def _naive_check(atoms, min_distance):
@@ -40,6 +40,35 @@ def test_contact_guard_raises_exactly_when_a_neighbour_list_at_every_check_would
     assert guard.n_lists < raised_at / 2  # the bound skipped most lists
 
 
+@pytest.mark.parametrize('atoms, reach', [
+    (bulk('Cu', 'fcc', a=3.6, cubic=True) * (3, 3, 3), 2.6),  # orthorhombic
+    (bulk('Cu', 'fcc', a=3.6) * (4, 4, 4), 3.0),  # skewed (primitive fcc) cell
+])
+def test_pairs_within_match_ases_neighbour_list(atoms, reach):
+    """The numpy minimum-image pairs are ASE's neighbour list, each pair once."""
+    atoms = atoms.copy()
+    atoms.rattle(0.2, seed=1)
+    i, j, d = _pairs_within(atoms, reach)
+    a, b, e = neighbor_list('ijd', atoms, reach)
+    once = a < b
+    assert len(i) == once.sum() > 0
+    ours, ases = np.lexsort((j, i)), np.lexsort((b[once], a[once]))
+    np.testing.assert_array_equal(i[ours], a[once][ases])
+    np.testing.assert_array_equal(j[ours], b[once][ases])
+    np.testing.assert_allclose(d[ours], e[once][ases], rtol=1e-12)
+
+
+@pytest.mark.parametrize('pbc, repeat', [(True, (2, 2, 2)), ((True, True, False), (3, 3, 3))])
+def test_pairs_within_fall_back_to_ases_list(pbc, repeat):
+    """A reach above half the cell's width (several images of a pair), or a direction without periodicity: ASE's
+    neighbour list itself."""
+    atoms = bulk('Cu', 'fcc', a=3.6) * repeat
+    atoms.pbc = pbc
+    atoms.rattle(0.2, seed=1)
+    for ours, ases in zip(_pairs_within(atoms, 3.0), neighbor_list('ijd', atoms, 3.0), strict=True):
+        np.testing.assert_array_equal(ours, ases)
+
+
 def test_contact_guard_rebuilds_the_list_when_the_cell_changes():
     atoms = bulk('Cu', 'fcc', a=3.6, cubic=True) * (2, 2, 2)
     guard = _ContactGuard(0.6)
@@ -59,13 +88,23 @@ import sys
 from aiida_sseff.engines._lazy import ase_integrator, ase_io, cpunep_class
 ase_io()
 cpunep, bussi = cpunep_class(), ase_integrator('ase.md.bussi', 'Bussi')
-assert 'sklearn' not in sys.modules and 'scipy.optimize' not in sys.modules, sorted(sys.modules)
+from aiida_sseff.engines._lazy import calorine_model
+model = calorine_model()
+heavy = ('sklearn', 'scipy.optimize', 'pandas', 'scipy.spatial', 'scipy.sparse', 'ase.io.trajectory')
+assert not [name for name in heavy if name in sys.modules], sorted(sys.modules)
 from calorine.calculators import CPUNEP
 from calorine.nep import read_model
+import calorine.nep.io
 from ase.md import Bussi, Langevin
 from ase.optimize import BFGS
 import ase.dft
+import ase.io
+from ase.spacegroup import crystal
 assert CPUNEP is cpunep and Bussi is bussi and callable(read_model) and hasattr(ase.dft, 'monkhorst_pack')
+assert model.read_model is read_model and 'pandas' in sys.modules and hasattr(calorine.nep.io, 'read_loss')
+assert ase.io.read is ase_io().read and hasattr(ase.io, 'Trajectory') and callable(crystal)
+# the stand-in write_nepfile held by calorine.nep.model imports the real one when called
+assert model._write_nepfile.__name__ == 'write_nepfile'
 print('ok')
 '''
     result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=False)
