@@ -32,6 +32,8 @@ SCRIPTS = {
     'descriptors': ('bench_descriptors.py', [], ['--copies', '3']),
     'fps': ('bench_fps.py', [], ['--no-synthetic', '--frames', '150']),
     'neppo': ('bench_neppo.py', [], ['--skip-convergence']),
+    # needs the production profile (scripts/production/); without it its goal is recorded as not measured
+    'throughput': ('bench_throughput.py', [], ['--n', '10']),
 }
 #: scripts not (yet) on the harness: they compare peers in one run but time each once
 NOT_ON_HARNESS = ('bench_msd.py', 'bench_lammps.py', 'bench_architectures.py', 'bench_locality.py')

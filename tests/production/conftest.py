@@ -160,3 +160,13 @@ def label_run(daemon_client, remote_engine_code, cu_al_dataset, wait_for):
         remote_engine_code, dataset, labeller='surrogate',
         overrides={'batch_size': 2, 'surrogate': {'calculator': {'kind': 'emt'}}})
     return wait_for(submit(builder), timeout=600)
+
+
+@pytest.fixture(scope='session')
+def local_engine_code(aiida_profile):
+    """``sseff-engine@localhost`` in the production profile (core.local transport, core.direct scheduler; made here if
+    absent, as ``aiida-sseff setup`` makes it): for the load test and its benchmark, whose subject is the daemon,
+    broker and storage rather than SSH and Slurm (test_remote.py and test_faults.py cover those)."""
+    from aiida_sseff.cli.cmd_setup import ensure_engine_code, ensure_localhost
+
+    return ensure_engine_code(ensure_localhost())
