@@ -4,25 +4,33 @@ Synthetic but realistic trajectory: 3,584 Li (as in a 4×4×4 LLZO cell) hopping
 2 % of the frames) on top of a thermal vibration of 0.15 Å, plus 64 framework atoms that only vibrate, in a
 52.3 Å cubic cell, 0.1 ps between frames (2 fs × 50 steps). Positions are float32 (as a dumped trajectory).
 
-Prints wall times and their ratios (peer / ours, measured in this run on this machine) and the peak memory of
-each analysis relative to the float32 positions array (tracemalloc peak of new allocations, and the growth of the
-process's maximum resident set). The peers are slow on the full size, so they run on the first ``--peer-frames``
-frames, and ours is timed again on exactly that array.
+On the shared harness (``_harness.py``): the analyses compared are run interleaved round by round (``--repeat``,
+default 3) and timed in CPU seconds of the process (single-threaded with OMP_NUM_THREADS=1), wall seconds beside;
+printed are min / median, the per-round ratios peer / ours, the load average, and the peak memory of each analysis
+relative to the float32 positions array (tracemalloc peak of new allocations, in one separate pass: tracemalloc
+slows Python code down). The peers are slow on the full size, so they run on the first ``--peer-frames`` frames,
+and ours is timed again on exactly that array. Goals (``--json``): pymatgen / ours >= 10 (issue #14), D* within 3σ
+of the hop model and of pymatgen's.
 
-    python benchmarks/bench_msd.py                       # full: 3584 Li × 10000 frames; peers on 1000 frames
-    python benchmarks/bench_msd.py --frames 2000 --peer-frames 500 --atoms 512     # quick
+    OMP_NUM_THREADS=1 python benchmarks/bench_msd.py           # full: 3584 Li × 10000 frames; peers on 1000 frames
+    OMP_NUM_THREADS=1 python benchmarks/bench_msd.py --quick   # 512 Li × 2000 frames; peers on 500, kinisi 50 lags
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
-import resource
+import statistics
+import sys
 import time
 import tracemalloc
 import warnings
+from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _harness import Report, add_arguments, interleaved, load_text, ratio_text, round_ratios  # noqa: E402
 
 DT_PS = 0.1
 CELL = 52.3
@@ -51,20 +59,36 @@ def make_trajectory(n_li: int, n_frames: int, seed: int = 0) -> tuple[np.ndarray
     return pos, ['Li'] * n_li + ['O'] * N_FRAMEWORK
 
 
-def measure(label, func):
-    """Run ``func()``; return (result, seconds, tracemalloc peak bytes, max-RSS growth bytes)."""
+def peak_memory(func) -> tuple[object, int]:
+    """Run ``func()`` once under tracemalloc; return its result and the peak bytes of new allocations (a separate
+    pass from the timed rounds: tracemalloc slows Python code down)."""
     gc.collect()
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     tracemalloc.start()
-    t0 = time.perf_counter()
     result = func()
-    seconds = time.perf_counter() - t0
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(f'  {label:<48s} {seconds:9.2f} s   peak new allocations {peak / 2**20:8.0f} MiB   '
-          f'max-RSS growth {(rss1 - rss0) / 2**20:8.0f} MiB', flush=True)
-    return result, seconds, peak, rss1 - rss0
+    return result, peak
+
+
+def timed_peers(peers: dict, repeat: int) -> tuple[dict, dict]:
+    """The peers interleaved round by round, timed in CPU seconds of this process (single-threaded with
+    OMP_NUM_THREADS=1; a loaded machine disturbs it less than wall time); each result keeps its wall seconds too."""
+    def with_wall(function):
+        def run():
+            start = time.perf_counter()
+            result = function()
+            return result, time.perf_counter() - start
+        return run
+
+    return interleaved({name: with_wall(function) for name, function in peers.items()}, repeat=repeat,
+                       clock=time.process_time, keep_results=True)
+
+
+def print_timings(timings: dict, load: dict) -> None:
+    for name, timing in timings.items():
+        walls = [wall for _, wall in timing.results]
+        print(f'  {name:<48s} CPU {timing.text()}   (wall {min(walls):.2f} / {statistics.median(walls):.2f} s)')
+    print(f'  ({load_text(load["after"])})', flush=True)
 
 
 def ours(pos, symbols):
@@ -127,24 +151,41 @@ def main():
     ap.add_argument('--kinisi-lags', type=int, default=None,
                     help='lags for kinisi (default: all, its own default)')
     ap.add_argument('--skip-peers', action='store_true')
+    ap.add_argument('--quick', action='store_true', help='512 Li x 2000 frames, peers on 500 frames, kinisi 50 lags')
+    add_arguments(ap)
     args = ap.parse_args()
+    if args.quick:
+        args.atoms, args.frames, args.peer_frames, args.kinisi_lags = 512, 2000, 500, 50
     warnings.simplefilter('ignore')
+    report = Report('bench_msd.py')
 
     pos, symbols = make_trajectory(args.atoms, args.frames)
     li = np.flatnonzero(np.asarray(symbols) == 'Li')
     ref = pos.nbytes
-    print(f'positions: {pos.shape} float32 = {ref / 2**20:.0f} MiB (memory ratios below are relative to this)')
+    print(f'positions: {pos.shape} float32 = {ref / 2**20:.0f} MiB (memory ratios below are relative to this); '
+          f'{args.repeat} rounds, interleaved, CPU s min / median; {load_text()}')
     print(f'\nfull size, ours ({args.atoms} Li × {args.frames} frames):')
-    _, t_msd, peak_msd, rss_msd = measure('msd_fft (tracer MSD, all lags)', lambda p=pos: ours_msd_only(p, li))
-    full, t_full, peak_full, rss_full = measure('analyse_transport (MSD, D*±σ, D_σ±σ, H, σ)',
-                                                lambda p=pos: ours(p, symbols))
-    print(f'  memory ratio msd_fft: tracemalloc {peak_msd / ref:.2f}×, RSS {rss_msd / ref:.2f}×; '
-          f'analyse_transport: tracemalloc {peak_full / ref:.2f}×, RSS {rss_full / ref:.2f}×')
+    timings, load = timed_peers({'msd_fft (tracer MSD, all lags)': lambda p=pos: ours_msd_only(p, li),
+                                 'analyse_transport (MSD, D*±σ, D_σ±σ, H, σ)': lambda p=pos: ours(p, symbols)},
+                                args.repeat)
+    print_timings(timings, load)
+    full = timings['analyse_transport (MSD, D*±σ, D_σ±σ, H, σ)'].results[0][0]
+    _, peak_msd = peak_memory(lambda p=pos: ours_msd_only(p, li))
+    _, peak_full = peak_memory(lambda p=pos: ours(p, symbols))
+    print(f'  peak new allocations (tracemalloc, one pass): msd_fft {peak_msd / ref:.2f}×, '
+          f'analyse_transport {peak_full / ref:.2f}× the positions')
     print(f'  D* = {full.tracer.d_cm2_s:.4e} ± {full.tracer.d_err_cm2_s:.1e} cm²/s (GLS); '
           f'H = {full.haven_ratio:.2f} ± {full.haven_ratio_err:.2f}')
     # hop model: D = rate·a²/6 with a = 2 Å, rate = 0.02/0.1 ps ⇒ 0.1333 Å²/ps = 1.333e-5 cm²/s
-    print('  expected D* (hop model: 0.02 hops/frame × (2 Å)² / 6 / 0.1 ps) = 1.3333e-05 cm²/s')
+    expected = 0.02 * 2.0**2 / 6 / DT_PS * 1e-4
+    deviation = full.tracer.d_cm2_s / expected - 1
+    print(f'  expected D* (hop model: 0.02 hops/frame × (2 Å)² / 6 / 0.1 ps) = {expected:.4e} cm²/s '
+          f'({100 * deviation:+.1f} %)')
+    report.goal('D* of the hop model (full size)', 'within 3 σ of the GLS error',
+                f'{100 * deviation:+.1f} % ({abs(full.tracer.d_cm2_s - expected) / full.tracer.d_err_cm2_s:.1f} σ)',
+                abs(full.tracer.d_cm2_s - expected) <= 3 * full.tracer.d_err_cm2_s, load)
     if args.skip_peers:
+        report.write(args.json)
         return
     sub = np.ascontiguousarray(pos[:args.peer_frames])
     del pos
@@ -152,25 +193,59 @@ def main():
     ref_sub = sub.nbytes
     print(f'\nreduced size for the peers: {args.atoms} Li × {args.peer_frames} frames '
           f'({ref_sub / 2**20:.0f} MiB float32); the peers are far slower at the full size')
-    res_ours, t_ours, peak_ours, _ = measure('ours: analyse_transport', lambda: ours(sub, symbols))
-    _, t_ours_msd, peak_ours_msd, _ = measure('ours: msd_fft only', lambda: ours_msd_only(sub, li))
-    run_pmg = pymatgen_peer(sub, symbols)
-    pmg, t_pmg, peak_pmg, _ = measure('pymatgen-analysis-diffusion DiffusionAnalyzer', run_pmg)
-    run_kin = kinisi_peer(sub, symbols, args.kinisi_lags)
     lags_text = 'all lags' if args.kinisi_lags is None else f'{args.kinisi_lags} lags'
-    kin, t_kin, peak_kin, _ = measure(f'kinisi Parser + calculate_msd ({lags_text})', run_kin)
+    names = {'ours': 'ours: analyse_transport', 'ours_msd': 'ours: msd_fft only',
+             'pymatgen': 'pymatgen-analysis-diffusion DiffusionAnalyzer',
+             'kinisi': f'kinisi Parser + calculate_msd ({lags_text})'}
+    functions = {names['ours']: lambda: ours(sub, symbols), names['ours_msd']: lambda: ours_msd_only(sub, li)}
+    missing = {}  # peer -> why it is not measured
+    for key, make in (('pymatgen', lambda: pymatgen_peer(sub, symbols)),
+                      ('kinisi', lambda: kinisi_peer(sub, symbols, args.kinisi_lags))):
+        try:
+            functions[names[key]] = make()
+        except ImportError as exception:
+            missing[key] = f'not installed ({exception})'
+            print(f'  {names[key]}: {missing[key]}')
+    names = {key: name for key, name in names.items() if key not in missing}
+    timings, load = timed_peers(functions, args.repeat)
+    print_timings(timings, load)
+    t = {key: timings[name] for key, name in names.items()}
+    if missing:
+        for goal in ('pymatgen DiffusionAnalyzer / ours analyse_transport (CPU)', 'D* ours vs pymatgen (same array)'):
+            if 'pymatgen' in missing:
+                report.goal(goal, '>= 10 (median)' if 'CPU' in goal else 'within 3 σ (ours, GLS)',
+                            f'pymatgen-analysis-diffusion {missing["pymatgen"]}', None, load)
+        if 'kinisi' in missing:
+            print(f'kinisi {missing["kinisi"]}')
+        if 'pymatgen' in missing or 'kinisi' in missing:
+            peaks = {key: peak_memory(functions[name])[1] / sub.nbytes for key, name in names.items()}
+            print('peak memory relative to the float32 positions array (tracemalloc, one pass each): ' +
+                  ', '.join(f'{key} {value:.2f}×' for key, value in peaks.items()))
+            if 'kinisi' in t:
+                print(f'kinisi calculate_msd / ours msd_fft (CPU, round by round): {ratio_text(t["kinisi"], t["ours_msd"])}')
+            report.write(args.json)
+            return
+    print('\nratios (peer CPU time / ours, same array, round by round, min / median):')
+    print(f'  pymatgen DiffusionAnalyzer / ours analyse_transport : {ratio_text(t["pymatgen"], t["ours"])}')
+    print(f'  kinisi calculate_msd       / ours msd_fft            : {ratio_text(t["kinisi"], t["ours_msd"])}')
+    print(f'  kinisi calculate_msd       / ours analyse_transport : {ratio_text(t["kinisi"], t["ours"])}')
+    pymatgen_ratios = round_ratios(t['pymatgen'], t['ours'])
+    report.goal('pymatgen DiffusionAnalyzer / ours analyse_transport (CPU)', '>= 10 (median)',
+                f'{statistics.median(pymatgen_ratios):.1f} (min {min(pymatgen_ratios):.1f}; '
+                f'{args.atoms} Li × {args.peer_frames} frames)', statistics.median(pymatgen_ratios) >= 10, load)
+    peaks = {key: peak_memory(functions[name])[1] / ref_sub for key, name in names.items()}
+    print('peak memory relative to the float32 positions array (tracemalloc, one pass each):')
+    print(f'  ours analyse_transport {peaks["ours"]:.2f}×, ours msd_fft {peaks["ours_msd"]:.2f}×, '
+          f'pymatgen {peaks["pymatgen"]:.2f}×, kinisi {peaks["kinisi"]:.2f}×')
 
-    print('\nratios (peer time / our time, same array, same run):')
-    print(f'  pymatgen DiffusionAnalyzer / ours analyse_transport : {t_pmg / t_ours:8.1f}×')
-    print(f'  kinisi calculate_msd       / ours msd_fft            : {t_kin / t_ours_msd:8.1f}×')
-    print(f'  kinisi calculate_msd       / ours analyse_transport : {t_kin / t_ours:8.1f}×')
-    print('peak memory relative to the float32 positions array (tracemalloc):')
-    print(f'  ours analyse_transport {peak_ours / ref_sub:.2f}×, ours msd_fft {peak_ours_msd / ref_sub:.2f}×, '
-          f'pymatgen {peak_pmg / ref_sub:.2f}×, kinisi {peak_kin / ref_sub:.2f}×')
-
+    res_ours, pmg, kin = t['ours'].results[0][0], t['pymatgen'].results[0][0], t['kinisi'].results[0][0]
     print('\nagreement (cm²/s; MSD in Å² at a few lags):')
     print(f'  D*: ours {res_ours.tracer.d_cm2_s:.4e} ± {res_ours.tracer.d_err_cm2_s:.1e} (GLS, 10–50 % window), '
           f'pymatgen {pmg.diffusivity:.4e} ± {pmg.diffusivity_std_dev:.1e}')
+    agreement = res_ours.tracer.d_cm2_s / pmg.diffusivity - 1
+    report.goal('D* ours vs pymatgen (same array)', 'within 3 σ (ours, GLS)',
+                f'{100 * agreement:+.1f} % ({abs(res_ours.tracer.d_cm2_s - pmg.diffusivity) / res_ours.tracer.d_err_cm2_s:.1f} σ)',
+                abs(res_ours.tracer.d_cm2_s - pmg.diffusivity) <= 3 * res_ours.tracer.d_err_cm2_s, load)
     t_ours_axis = res_ours.msd.time_ps
     for t_check in (2.0, 10.0, 30.0):
         k = int(round(t_check / DT_PS))
@@ -185,6 +260,7 @@ def main():
         if j.size:
             line += f', kinisi {kin["da"].values[j[0]]:.4f}'
         print(line)
+    report.write(args.json)
 
 
 if __name__ == '__main__':

@@ -6,8 +6,8 @@ average when the measurement ended. A script that fails is listed with its exit 
 
     OMP_NUM_THREADS=1 python benchmarks/run_all.py [--quick] [--repeat 3] [--only engine fps]
 
-``--quick`` uses smaller inputs (and skips neppo's 5-minute convergence runs): the ratios are noisier, the goals the
-same. Run it on a machine as idle as you can get, and read the load column: on a shared 2-core machine at load 20
+``--quick`` uses smaller inputs (and skips neppo's 5-minute convergence runs; bench_architectures trains each model
+once): the ratios are noisier, the goals the same. Run it on a machine as idle as you can get, and read the load column: on a shared 2-core machine at load 20
 every wall time is several times longer, and only the ratios of peers measured in the same round mean anything.
 """
 
@@ -32,11 +32,14 @@ SCRIPTS = {
     'descriptors': ('bench_descriptors.py', [], ['--copies', '3']),
     'fps': ('bench_fps.py', [], ['--no-synthetic', '--frames', '150']),
     'neppo': ('bench_neppo.py', [], ['--skip-convergence']),
+    'msd': ('bench_msd.py', [], ['--quick']),
+    'lammps': ('bench_lammps.py', [], ['--quick']),
+    'locality': ('bench_locality.py', [], ['--quick']),
+    'architectures': ('bench_architectures.py', [], ['--quick']),
+    'threads': ('bench_threads.py', [], ['--quick']),
     # needs the production profile (scripts/production/); without it its goal is recorded as not measured
     'throughput': ('bench_throughput.py', [], ['--n', '10']),
 }
-#: scripts not (yet) on the harness: they compare peers in one run but time each once
-NOT_ON_HARNESS = ('bench_msd.py', 'bench_lammps.py', 'bench_architectures.py', 'bench_locality.py')
 
 
 def main() -> None:
@@ -82,7 +85,7 @@ def main() -> None:
     print('-+-'.join('-' * w for w in widths))
     for row in rows:
         print(' | '.join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)))
-    print(f'\nnot on the harness (run by hand, see README.md): {", ".join(NOT_ON_HARNESS)}; {load_text()}')
+    print(f'\n{load_text()} at the end')
 
 
 if __name__ == '__main__':

@@ -107,3 +107,23 @@ def test_engine_sets_torch_threads_from_the_environment(monkeypatch):
         assert torch_threads_from_environment() is None
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.slow
+def test_neppo_runs_with_the_threads_of_its_resources(neppo_code, cu_al_structures):
+    """A real `neppo train` (2 steps, 2 cells) through the CalcJob on the direct scheduler: torch in neppo runs with
+    the job's share of the cores, as neppo's own log says (its `CPU threads  N of M` row, torch.get_num_threads()).
+    The code's prepend alone would give 1: the job's 2 cores must reach torch."""
+    from aiida_sseff.calculations.nep import STDOUT_FILENAME, NepTrainCalculation
+    from aiida_sseff.data.dataset import LabelledDataset
+
+    parameters = {'cutoff': [5, 4], 'n_max': [4, 4], 'basis_size': [4, 4], 'l_max': [4, 2, 0], 'neuron': 8,
+                  'batch': 2, 'generation': 2, 'output_interval': 1}
+    options = {'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': 1, 'num_cores_per_mpiproc': 2}}
+    _, node = run_get_node(NepTrainCalculation, code=neppo_code, train=LabelledDataset(cu_al_structures(2)),
+                           parameters=orm.Dict(parameters), metadata={'options': options})
+    assert node.is_finished_ok, (node.exit_status, node.exit_message)
+    log = node.outputs.retrieved.base.repository.get_object_content(STDOUT_FILENAME)
+    threads = re.search(r'CPU threads\W+(\d+) of (\d+)', log)
+    assert threads is not None, log[-2000:]
+    assert threads.group(1) == '2'
