@@ -40,7 +40,8 @@ def test_protocols(neppo_code, small_set):
     assert set(NepTrainingWorkChain.get_available_protocols()) == {'fast', 'balanced', 'stringent'}
     builder = NepTrainingWorkChain.get_builder_from_protocol(neppo_code, small_set, protocol='fast')
     parameters = builder.training.nep.parameters.get_dict()
-    assert parameters['cutoff'] == [5.0, 4.0] and parameters['neuron'] == 16 and parameters['batch'] == 8
+    assert parameters['cutoff'] == [5.0, 4.0] and parameters['neuron'] == 16 and parameters['batch'] == 2
+    assert parameters['generation'] == 800 and parameters['learning_rate'] == [0.02, 0.0005]
     assert 'population' not in parameters and builder.n_replicas.value == 2
     assert builder.training.nep.metadata.options['device'] == 'cpu'
     validate_nep_parameters(parameters, small_set.elements, 'neppo')
@@ -54,6 +55,16 @@ def test_protocols(neppo_code, small_set):
     assert normalised['basis_size'] == (8, 8) and normalised['l_max'] == (4, 2, 0)
     assert normalised['neuron'] == 30 and normalised['population'] == 50 and normalised['generation'] == 100000
     assert builder.training.nep.program.value == 'nep' and 'device' not in builder.training.nep.metadata.options
+
+    # balanced with neppo: one structure a step, 4,000 steps (bench_neppo.py's race); GPUMD nep keeps its own
+    # generations and batch (the neppo settings are program_parameters.neppo or a generation nep overrides)
+    builder = NepTrainingWorkChain.get_builder_from_protocol(neppo_code, small_set, protocol='balanced')
+    normalised = validate_nep_parameters(builder.training.nep.parameters.get_dict(), small_set.elements, 'neppo')
+    assert normalised['batch'] == 1 and normalised['generation'] == 4000
+    assert normalised['learning_rate'] == (0.02, 0.0002) and normalised['neuron'] == 30
+    builder = NepTrainingWorkChain.get_builder_from_protocol(neppo_code, small_set, protocol='balanced', program='nep')
+    parameters = builder.training.nep.parameters.get_dict()
+    assert parameters['generation'] == 20000 and parameters['batch'] == 1000 and 'learning_rate' not in parameters
 
     with pytest.warns(UserWarning, match='unknown to protocol'):
         builder = NepTrainingWorkChain.get_builder_from_protocol(
