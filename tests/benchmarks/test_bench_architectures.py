@@ -3,20 +3,12 @@ MACE log reader finds the epoch intervals. No speed is asserted (speed lives in 
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
-
-BENCHMARK = Path(__file__).resolve().parents[2] / 'benchmarks' / 'bench_architectures.py'
 
 
 @pytest.fixture(scope='module')
-def bench():
-    spec = importlib.util.spec_from_file_location('bench_architectures', BENCHMARK)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench(benchmark_module):
+    return benchmark_module('bench_architectures')
 
 
 def test_mace_epoch_seconds_reads_log_timestamps(bench):

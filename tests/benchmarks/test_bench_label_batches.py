@@ -4,21 +4,13 @@ output only)."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-BENCHMARK = Path(__file__).resolve().parents[2] / 'benchmarks' / 'bench_label_batches.py'
-
 
 @pytest.fixture(scope='module')
-def bench():
-    spec = importlib.util.spec_from_file_location('bench_label_batches', BENCHMARK)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench(benchmark_module):
+    return benchmark_module('bench_label_batches')
 
 
 def test_batches_label_like_the_calculator_in_process(bench, tmp_path):

@@ -3,22 +3,12 @@ the held-out split keeps every structure once. No speed is asserted (speed lives
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
-
-BENCHMARK = Path(__file__).resolve().parents[2] / 'benchmarks' / 'bench_neppo.py'
 
 
 @pytest.fixture(scope='module')
-def bench():
-    sys.path.insert(0, str(BENCHMARK.parent))  # bench_neppo imports _harness from its folder
-    spec = importlib.util.spec_from_file_location('bench_neppo', BENCHMARK)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench(benchmark_module):
+    return benchmark_module('bench_neppo')
 
 
 @pytest.mark.parametrize('protocol', ['fast', 'balanced', 'stringent'])

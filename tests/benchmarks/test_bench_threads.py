@@ -4,19 +4,7 @@ flagged, and an MD worker answers one JSON line per block of steps. No speed is 
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
-
-BENCHMARKS = Path(__file__).resolve().parents[2] / 'benchmarks'
-
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope='module')
@@ -27,25 +15,25 @@ def copper():
 
 
 @pytest.mark.parametrize('concurrent', [True, False])
-def test_batch_runs_the_engine_with_the_threads_given(copper, tmp_path, concurrent):
-    bench = _load('bench_threads')
+def test_batch_runs_the_engine_with_the_threads_given(benchmark_module, copper, tmp_path, concurrent):
+    bench = benchmark_module('bench_threads')
     folders = bench.prepare_runs(tmp_path, copper, {'kind': 'emt'}, None, steps=5)
     assert [folder.name for folder in folders] == ['T300', 'T450', 'T600']
     result = bench.batch(folders, threads=2, concurrent=concurrent, timeout=300)  # exits if a report says otherwise
     assert result['censored'] is False and result['cpu_s'] > 0 and result['speed'] > 0
 
 
-def test_batch_past_its_timeout_is_stopped_and_flagged(copper, tmp_path):
-    bench = _load('bench_threads')
+def test_batch_past_its_timeout_is_stopped_and_flagged(benchmark_module, copper, tmp_path):
+    bench = benchmark_module('bench_threads')
     folders = bench.prepare_runs(tmp_path, copper, {'kind': 'emt'}, None, steps=100000)
     result = bench.batch(folders, threads=1, concurrent=True, timeout=0.5)
     assert result['censored'] is True and result['speed'] is None
 
 
-def test_md_worker_answers_each_block_of_steps(copper, tmp_path):
+def test_md_worker_answers_each_block_of_steps(benchmark_module, copper, tmp_path):
     from ase.io import write
 
-    bench = _load('bench_architectures')
+    bench = benchmark_module('bench_architectures')
     structure = tmp_path / 'cu.xyz'
     write(structure, copper, format='extxyz')
     worker = bench.MdWorker(120, kind='emt', model=None, structure_file=str(structure), replicas=1, warmup=1)
