@@ -43,6 +43,14 @@ def children_cpu_time() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def engine_command() -> list[str]:
+    """The command that starts ``aiida-sseff-engine`` of this environment (its console script, else ``python -m``)."""
+    import sys
+
+    script = Path(sys.executable).parent / 'aiida-sseff-engine'
+    return [str(script)] if script.is_file() else [sys.executable, '-m', 'aiida_sseff.engines']
+
+
 @dataclass
 class Timing:
     """The seconds of each repeat of one peer, and the load around them."""

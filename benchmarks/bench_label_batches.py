@@ -34,19 +34,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import add_arguments, children_cpu_time, interleaved, load_text  # noqa: E402
+from _harness import add_arguments, children_cpu_time, engine_command, interleaved, load_text  # noqa: E402
 
 DEFAULT_REFERENCE = Path(__file__).resolve().parents[1] / '..' / 'shared' / 'reference'
 #: the labelling protocol's default (protocols/labelling.yaml)
 DEFAULT_BATCH_SIZE = 8
-
-
-def _engine() -> str:
-    found = shutil.which('aiida-sseff-engine', path=str(Path(sys.executable).parent)) or shutil.which(
-        'aiida-sseff-engine')
-    if found is None:
-        sys.exit('aiida-sseff-engine is not installed: pip install -e .')
-    return found
 
 
 def _structures(calculator: str, reference: Path, count: int) -> list:
@@ -85,13 +77,13 @@ def _label_in_batches(root: Path, structures: list, batch_size: int, calculator:
     own folder; return the energies in the order of the structures."""
     from ase.io import read, write
 
-    engine = _engine()
+    engine = engine_command()
     energies = []
     for start in range(0, len(structures), batch_size):
         folder = Path(tempfile.mkdtemp(dir=root))
         write(folder / 'structures.xyz', structures[start:start + batch_size], format='extxyz')
         (folder / 'engine.json').write_text(json.dumps({'calculator': _spec(calculator, reference, folder)}))
-        result = subprocess.run([engine, 'label', '--input', 'engine.json'], cwd=folder, capture_output=True,
+        result = subprocess.run([*engine, 'label', '--input', 'engine.json'], cwd=folder, capture_output=True,
                                 text=True, check=False)
         if result.returncode != 0:
             sys.exit(f'engine label failed in {folder} ({result.returncode}):\n{result.stderr[-2000:]}')

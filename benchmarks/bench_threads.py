@@ -34,7 +34,6 @@ import argparse
 import importlib.util
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -45,22 +44,21 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _harness import Report, add_arguments, interleaved, load_text, machine_load, round_ratios  # noqa: E402
+from _harness import (  # noqa: E402
+    Report,
+    add_arguments,
+    children_cpu_time,
+    engine_command,
+    interleaved,
+    load_text,
+    machine_load,
+    round_ratios,
+)
 
 DEFAULT_REFERENCE = HERE.parents[0] / '..' / 'shared' / 'reference'
 TEMPERATURES_K = (300.0, 450.0, 600.0)  # a barely trained MACE lets atoms collapse at 900 K
 THREAD_VARIABLES = ('OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'OPENBLAS_NUM_THREADS')
 STEPS = {'full': {'nep': 300, 'mace': 40}, 'quick': {'nep': 100, 'mace': 20}}
-
-
-def _engine() -> list[str]:
-    script = Path(sys.executable).parent / 'aiida-sseff-engine'
-    return [str(script)] if script.is_file() else [sys.executable, '-m', 'aiida_sseff.engines']
-
-
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 def train_mace(reference: Path, directory: Path) -> Path:
@@ -102,10 +100,10 @@ def batch(folders: list[Path], threads: int, concurrent: bool, timeout: float) -
     and ``censored`` True where the batch ran past ``timeout`` seconds of wall time and was stopped (its wall time is
     then a lower bound; on a loaded machine oversubscribed torch runs crawled: 90 s for what took 34 s alone)."""
     environment = {**os.environ, **dict.fromkeys(THREAD_VARIABLES, str(threads))}
-    command = [*_engine(), 'md', '--input', 'engine.json']
+    command = [*engine_command(), 'md', '--input', 'engine.json']
     for folder in folders:
         (folder / 'report.json').unlink(missing_ok=True)
-    cpu, deadline = _children_cpu(), time.perf_counter() + timeout
+    cpu, deadline = children_cpu_time(), time.perf_counter() + timeout
     censored, codes = False, []
     groups = [folders] if concurrent else [[folder] for folder in folders]
     for group in groups:
@@ -121,7 +119,7 @@ def batch(folders: list[Path], threads: int, concurrent: bool, timeout: float) -
                 process.kill()
                 process.wait()
             break
-    cpu = _children_cpu() - cpu
+    cpu = children_cpu_time() - cpu
     if censored:
         return {'cpu_s': cpu, 'speed': None, 'censored': True}
     reports = [json.loads((folder / 'report.json').read_text()) if (folder / 'report.json').is_file() else {}
