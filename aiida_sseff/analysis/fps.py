@@ -18,18 +18,17 @@ Conventions (all distances are Euclidean, in the units of the descriptors):
 * Selected candidates are never selected twice, even when the remaining ones are duplicates of selected ones.
 
 Cost. The first picks update the min-distances of all rows (one contiguous cdist pass, as PyNEP does). Once the
-triangle inequality below would leave few rows to measure, every reference point (seed point or pick) gets a
-Voronoi cell: the candidates nearest to it, with the cell's farthest candidate (its head) and radius. A pick is then
-the head of the cell of largest radius, an O(k + M) scan instead of an O(N) argmax. When a point x is added, only rows whose min-distance can drop
-are measured, found by three exact lower bounds of d(i, x): a whole cell j is skipped when d(c_j, x) >= 2 radius_j
-(triangle inequality), a row of the other cells when d(c_j, x) >= 2 m_i, and a row when its distance to x along the
-8 leading principal axes (|Q^T (i - x)| <= |i - x|; for d > 16 and N >= 1000) is at least m_i. The distances that are
-computed are float64 direct differences ``sqrt(sum((x_i - x_new)**2))`` (scipy's ``cdist``, which does not suffer
-the cancellation of ``|x|^2 + |y|^2 - 2 x.y`` for nearby points), pair by pair the same values a full update computes;
-each bound has a safety margin far above rounding, so the picks and their order are those of the plain O(N k d)
-loop (PyNEP's), ties included. The worst case (no bound prunes: isotropic random data) is still O(N (k + M) d).
-Memory: O(N) (the cells' row indices, the min-distances, the N x 8 projection) plus one C-ordered float64 copy of
-the descriptors where they are given otherwise, and the k + M reference points; no N x N, N x k or N x M matrix.
+triangle inequality would leave few rows to measure, a new point x only measures the rows whose min-distance can
+drop: row i, in the Voronoi cell of its nearest reference point c (seed point or pick), is skipped when
+d(c, x) >= 2 m_i (then d(i, x) >= d(c, x) - m_i >= m_i). That test is one gather of the k + M half-distances
+``d(c, x) / 2`` by each row's owner and one comparison, a few vectorised passes over N floats instead of the N x d
+pass of the plain update (see :class:`_MinDistances`). The distances that are computed are float64 direct
+differences ``sqrt(sum((x_i - x_new)**2))`` (scipy's ``cdist``, which does not suffer the cancellation of
+``|x|^2 + |y|^2 - 2 x.y`` for nearby points), pair by pair the same values a full update computes; the bound has a
+safety margin far above rounding, so the picks and their order are those of the plain O(N k d) loop (PyNEP's), ties
+included. The worst case (no pruning: isotropic random data) is still O(N (k + M) d).
+Memory: O(N) (min-distances, owners, two N-sized buffers) plus one C-ordered float64 copy of the descriptors where
+they are given otherwise, and the k + M reference points; no N x N, N x k or N x M matrix.
 """
 
 from __future__ import annotations
@@ -49,18 +48,12 @@ _SKIP_MARGIN = 1e-9
 # Candidate-seed pairs per cdist tile when the distances to an existing set are computed (8 MB of float64).
 _TILE = 1 << 20
 _SEED_BLOCK = 4096
-# Cells are built once the triangle inequality would leave fewer than _SPARSE_FRACTION of the rows to measure, and
-# dropped (dense updates: one contiguous pass over all rows per point) when it leaves more than _DENSE_FRACTION; in
-# between, above _GATHER_FRACTION, the candidates' distances are taken from such a pass rather than gathered (a
-# gather of many scattered rows costs several times more per row).
+# Pruned updates start once the triangle inequality would leave fewer than _SPARSE_FRACTION of the rows to measure,
+# and stop (dense updates: one contiguous pass over all rows per point) when it leaves more than _DENSE_FRACTION.
 _SPARSE_FRACTION = 0.3
 _DENSE_FRACTION = 0.5
-_GATHER_FRACTION = 0.2
 _MAX_CHECK_INTERVAL = 32
-# Leading principal axes whose projected distances bound the distances from below (a cheap first test of the rows
-# that the triangle inequality leaves); used for descriptors of more than twice as many dimensions, N >= min points.
-_PROJECTED_DIMS = 8
-_PROJECTED_MIN_POINTS = 1000
+
 
 
 class FPSResult(NamedTuple):
@@ -117,53 +110,37 @@ def _distances(points: np.ndarray, x: np.ndarray, rows: np.ndarray | None = None
                            for start in range(0, rows.size, _BLOCK)])
 
 
-def _principal_projection(points: np.ndarray) -> tuple[np.ndarray | None, float]:
-    """The rows' coordinates along the leading principal axes (N x _PROJECTED_DIMS, C-ordered), or None where the
-    descriptors have too few dimensions for that to save work; and an absolute tolerance of their rounding errors.
-
-    For orthonormal axes Q, ``|Q^T (a - b)| <= |a - b|``: the projected distance is a lower bound of the distance,
-    for any Q (the principal axes only make it tight). Rounding of the projection is ~d^1.5 * 1e-16 of the largest
-    centred row norm; the tolerance (1e-9 of it) is far above that, so the bound never excludes a row whose
-    min-distance could drop.
-    """
-    n_points, n_features = points.shape
-    if n_features <= 2 * _PROJECTED_DIMS or n_points < _PROJECTED_MIN_POINTS:
-        return None, 0.0
-    mean = points.mean(axis=0)
-    scatter = np.zeros((n_features, n_features))
-    for start in range(0, n_points, _BLOCK):  # blocks: O(block x d) temporaries
-        centred = points[start:start + _BLOCK] - mean
-        scatter += centred.T @ centred
-    axes = np.linalg.eigh(scatter)[1][:, ::-1][:, :_PROJECTED_DIMS]
-    projected = np.empty((n_points, _PROJECTED_DIMS))
-    largest_norm = 0.0
-    for start in range(0, n_points, _BLOCK):
-        centred = points[start:start + _BLOCK] - mean
-        projected[start:start + _BLOCK] = centred @ axes
-        largest_norm = max(largest_norm, float(np.sqrt((centred**2).sum(axis=1).max())))
-    return projected, _SKIP_MARGIN * largest_norm
-
-
 class _MinDistances:
     """The min-distance of every candidate to the reference set (seed points + picks), updated as points are added.
 
     ``dist[i]`` is the min-distance of row i (-1 once it is selected, so it is never picked or updated again) and
-    ``owner[i]`` its nearest reference point. Two ways to update them, both giving the values and picks of the
-    plain loop:
+    ``owner[i]`` its nearest reference point: row i lies in the Voronoi cell of ``owner[i]``. The pick is
+    ``argmax(dist)`` (first maximum: ties go to the lowest index). Two ways to lower the min-distances when a point
+    ``x`` is added, both giving the values and picks of the plain loop:
 
-    * **dense** (the first picks, and data where pruning does not pay): the distances of all rows to the new point in
-      one contiguous pass, and the pick ``argmax(dist)`` (first maximum: ties to the lowest index).
-    * **cells**: every reference point ``j`` owns a Voronoi cell ``members[j]``, the unselected rows it owns (in no
-      particular order); ``radius[j]`` is the largest min-distance in it (-1 when empty) and ``head[j]`` the row that
-      has it, the lowest index among ties. The pick is the head of a cell of largest radius, the lowest head among
-      equal radii (``argmax(dist)`` again, from an O(k) scan). A new point ``x`` can lower ``m_i`` only if
-      ``d(c_j, x) < 2 m_i`` (triangle inequality: ``d(i, x) >= d(c_j, x) - m_i``): a cell is skipped when
-      ``d(c_j, x) >= 2 radius[j]``, and in the others only the rows with ``m_i > d(c_j, x) / 2`` and a projected
-      distance below ``m_i`` (:func:`_principal_projection`) are measured; rows that come closer move to the new cell.
+    * **dense** (the first picks, and data where pruning does not pay): the distances of all rows to ``x`` in one
+      contiguous pass;
+    * **pruned**: row i can come closer only if ``d(c_owner(i), x) < 2 m_i`` (triangle inequality: ``d(i, x) >=
+      d(c_owner(i), x) - m_i``). The k + M distances from ``x`` to the reference points give every row its threshold
+      in one gather (``half[owner]``), and only the rows above it are measured.
 
-    The cells are built (O(N log N), once) when a dense update finds that the triangle inequality would leave fewer
-    than _SPARSE_FRACTION of the rows to measure, and dropped when it leaves more than _DENSE_FRACTION of them. The test costs O(N); where it keeps failing it is tried again only after an interval that doubles each time
-    (up to _MAX_CHECK_INTERVAL new points).
+    The pruned update is a fixed number of vectorised passes over N floats (a gather, a comparison, an argmax: ~0.1 ms
+    at 57,600 rows against the d-times larger pass of the dense update), plus the measured rows (~5 % of them late
+    in a run on LLZO NEP descriptors, gathered by row index, ~0.1-0.2 ms). What was tried and measured slower on those
+    descriptors (1,000 picks of 57,600, d = 30), so that the next attempt need not repeat it:
+
+    * per-cell lists (members, radius, head; this module's version before 2026-12-07), which skip whole cells: keeping
+      them up to date is a Python loop over the ~60 cells near each new point, 0.4-0.7 ms per pick;
+    * a lower bound from the distance along the 8 leading principal axes (same version): it removed ~80 % of the
+      measured rows but cost more than the distances it saved (also on synthetic sets, d = 30 and 100);
+    * fixed-size blocks of the rows of one cell (a slot layout rebuilt whenever the picks double, whole blocks skipped
+      by ``d(c_b, x) - r_b >= max m``, the descriptors copied into slot order): it confines the passes to ~14 % of the
+      slots, but the extra calls per pick and the rebuilds cost more (0.48 s against 0.40 s in the same run).
+
+    The pruned update is tried once the dense one finds that the triangle inequality would leave fewer than
+    _SPARSE_FRACTION of the rows to measure; where that test keeps failing it is tried again only after an interval
+    that doubles each time (up to _MAX_CHECK_INTERVAL new points), and a pruned update that leaves more than
+    _DENSE_FRACTION of the rows falls back to dense updates.
     """
 
     def __init__(self, points: np.ndarray):
@@ -172,12 +149,13 @@ class _MinDistances:
         self.dist = np.full(n, np.inf)
         self.owner = np.zeros(n, dtype=np.int64)
         self.n_centers = 0
-        self.members: list[np.ndarray] | None = None  # None: dense mode
-        # per reference point, grown by doubling: its coordinates, its cell's radius and head
+        self.pruned = False
+        # buffers of the pruned update, reused: a fresh N-sized temporary per pick is mapped and page-faulted anew
+        # (glibc serves allocations above ~128 kB with mmap), which costs as much as the pass itself
+        self._threshold = np.empty(n, dtype=np.float64)
+        self._above = np.empty(n, dtype=bool)
+        # per reference point, grown by doubling
         self._centers = np.empty((16, points.shape[1]), dtype=np.float64)
-        self._radius = np.empty(16, dtype=np.float64)
-        self._head = np.empty(16, dtype=np.int64)
-        self._projected, self._projection_tolerance = _principal_projection(points)
         self._check_interval = 1
         self._until_check = 0
 
@@ -185,116 +163,58 @@ class _MinDistances:
         c = self.n_centers
         if c == self._centers.shape[0]:
             self._centers = np.concatenate([self._centers, np.empty_like(self._centers)])
-            self._radius = np.concatenate([self._radius, np.empty_like(self._radius)])
-            self._head = np.concatenate([self._head, np.empty_like(self._head)])
         self._centers[c] = x
         self.n_centers += 1
-
-    def _set_cell(self, j: int, rows: np.ndarray) -> None:
-        """Make ``rows`` the cell of reference point j and find its radius and head."""
-        self.members[j] = rows
-        if rows.size:
-            distances = self.dist[rows]
-            largest = distances.max()
-            self._radius[j] = largest
-            self._head[j] = rows[distances == largest].min()
-        else:
-            self._radius[j] = -1.0
-
-    def _build_cells(self) -> None:
-        """Group the unselected rows by their owner: one cell per reference point."""
-        rows = np.flatnonzero(self.dist >= 0)
-        owners = self.owner[rows]
-        order = rows[np.argsort(owners, kind='stable')]
-        counts = np.bincount(owners, minlength=self.n_centers)
-        ends = np.cumsum(counts)
-        self.members = [None] * self.n_centers
-        for j in range(self.n_centers):
-            self._set_cell(j, order[ends[j] - counts[j]:ends[j]])
 
     def farthest(self) -> tuple[int, float] | None:
         """The unselected row farthest from the reference set (lowest index among ties) and its min-distance, or
         None when every row is selected."""
-        if self.members is None:
-            index = int(np.argmax(self.dist))  # first maximum: ties go to the lowest index
-            distance = float(self.dist[index])
-            return None if distance < 0 else (index, distance)
-        radius = self._radius[:self.n_centers]
-        largest = radius.max()
-        if largest < 0:
-            return None
-        cells = np.flatnonzero(radius == largest)
-        j = cells[0] if cells.size == 1 else cells[np.argmin(self._head[cells])]
-        return int(self._head[j]), float(largest)
+        index = int(np.argmax(self.dist))  # first maximum: ties go to the lowest index
+        distance = float(self.dist[index])
+        return None if distance < 0 else (index, distance)
 
     def select(self, index: int) -> None:
         """Add row ``index`` to the reference set and mark it as selected."""
         self.dist[index] = -1.0
-        if self.members is not None:
-            cell = self.owner[index]
-            members = self.members[cell]
-            self._set_cell(cell, members[members != index])
         self.add_center(index)
+
+    def _half_center_distances(self, x: np.ndarray) -> np.ndarray:
+        """Half the distances from ``x`` to every reference point, shrunk by the safety margin."""
+        return cdist(x, self._centers[:self.n_centers])[0] * (0.5 / (1.0 + _SKIP_MARGIN))
 
     def add_center(self, index: int) -> None:
         """Make row ``index`` a reference point and lower the min-distances accordingly."""
         x = self.points[index:index + 1]
-        if self.members is not None and self._update_cells(index):
+        if self.pruned and self._update_pruned(index):
             return
         c = self.n_centers
-        build = False
         self._until_check -= 1
         if c > 0 and self._until_check <= 0:
-            half_center_dist = cdist(x, self._centers[:c])[0] * (0.5 / (1.0 + _SKIP_MARGIN))
-            build = np.count_nonzero(half_center_dist[self.owner] < self.dist) < _SPARSE_FRACTION * self.dist.size
-            self._check_interval = 1 if build else min(2 * self._check_interval, _MAX_CHECK_INTERVAL)
+            threshold = np.take(self._half_center_distances(x), self.owner)
+            self.pruned = np.count_nonzero(self.dist > threshold) < _SPARSE_FRACTION * self.dist.size
+            self._check_interval = 1 if self.pruned else min(2 * self._check_interval, _MAX_CHECK_INTERVAL)
             self._until_check = self._check_interval
         new = _distances(self.points, x)
         changed = np.flatnonzero(new < self.dist)
         self.dist[changed] = new[changed]
         self.owner[changed] = c
         self._append_center(x)
-        if build:
-            self._build_cells()
 
-    def _update_cells(self, index: int) -> bool:
-        """The update in cell mode; False (and back to dense mode) when the near cells hold most rows."""
+    def _update_pruned(self, index: int) -> bool:
+        """The pruned update; False (and back to dense updates) when the triangle inequality leaves most rows."""
         x = self.points[index:index + 1]
-        c = self.n_centers
-        half_center_dist = cdist(x, self._centers[:c])[0] * (0.5 / (1.0 + _SKIP_MARGIN))
-        near = np.flatnonzero(self._radius[:c] > half_center_dist)
-        parts = [self.members[j] for j in near]
-        sizes = np.fromiter((part.size for part in parts), dtype=np.int64, count=len(parts))
-        rows = np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
-        cell_position = np.repeat(np.arange(near.size), sizes)
-        # a row's min-distance can only drop if it exceeds half the distance from its reference point to x ...
-        candidate = np.flatnonzero(self.dist[rows] > half_center_dist[near][cell_position])
+        # a row's min-distance can only drop if it exceeds half the distance from its reference point to x
+        np.take(self._half_center_distances(x), self.owner, out=self._threshold)
+        candidate = np.flatnonzero(np.greater(self.dist, self._threshold, out=self._above))
         if candidate.size > _DENSE_FRACTION * self.dist.size:
-            self.members = None
+            self.pruned = False
             return False
-        if candidate.size > _GATHER_FRACTION * self.dist.size:
-            new = _distances(self.points, x)[rows[candidate]]  # one contiguous pass beats gathering many rows
-        else:
-            if self._projected is not None and candidate.size:
-                # ... and if its distance to x along the leading principal axes (a lower bound) is below it
-                lower = _distances(self._projected, self._projected[index], rows[candidate])
-                bound = self.dist[rows[candidate]] * (1.0 + _SKIP_MARGIN) + self._projection_tolerance
-                candidate = candidate[lower < bound]
-            new = _distances(self.points, x, rows[candidate])
-        closer = new < self.dist[rows[candidate]]
-        moved_position = candidate[closer]
-        moved = rows[moved_position]
+        new = _distances(self.points, x, candidate)
+        closer = new < self.dist[candidate]
+        moved = candidate[closer]
         self.dist[moved] = new[closer]
-        self.owner[moved] = c
-        if moved.size:
-            keep = np.ones(rows.size, dtype=bool)
-            keep[moved_position] = False
-            ends = np.cumsum(sizes)
-            for position in np.flatnonzero(np.bincount(cell_position[moved_position], minlength=near.size)):
-                self._set_cell(near[position], parts[position][keep[ends[position] - sizes[position]:ends[position]]])
+        self.owner[moved] = self.n_centers
         self._append_center(x)
-        self.members.append(None)
-        self._set_cell(c, moved)
         return True
 
     def add_first_center(self, index: int) -> None:
