@@ -8,8 +8,9 @@ Peers, interleaved round by round in one process (CPU seconds of this process, s
   builds a NEP_CPU object each time; what ``analysis/descriptors.py`` did before issue #14);
 * ``ours``: :func:`aiida_sseff.analysis.descriptors.nep_descriptors` (per-species means, the sampling default);
 * ``pipeline``: read the extended XYZ file -> :func:`aiida_sseff.analysis.sampling.select_by_fps` (NEP descriptors,
-  per species, FPS of a quarter of the structures) -> write the selected structures as extended XYZ; what the
-  ``fps_select`` calcfunction does between the dataset node and the new one.
+  per species, FPS of a quarter of the structures) -> write the selected frames of the file, verbatim; what
+  ``aiida-sseff sample fps -o`` does (the ``fps_select`` calcfunction, between two dataset nodes, writes the new
+  node's file with ASE instead).
 
 Goals (issue #14): ``pipeline / bare`` <= 1.2. The structures are the 25 DFT LLZO cells (192 atoms) and
 ``--copies`` rattled copies of each (Gaussian, 0.05 Å), so that the set is not trivially small.
@@ -52,7 +53,7 @@ def main() -> None:
 
     from aiida_sseff.analysis.descriptors import nep_descriptors
     from aiida_sseff.analysis.sampling import select_by_fps
-    from aiida_sseff.io.structures import read_extxyz, write_extxyz_bytes
+    from aiida_sseff.io.structures import read_extxyz, split_xyz_frames, write_extxyz_bytes
 
     cells = read(training / 'train.xyz', index=':')
     rng = np.random.default_rng(0)
@@ -78,7 +79,9 @@ def main() -> None:
             candidates = read_extxyz(source)
             result, _ = select_by_fps(candidates, n_select=n_select, descriptor='nep', model_path=model,
                                       per_species=True)
-            target.write_bytes(write_extxyz_bytes([candidates[i] for i in result.indices]))
+            # as `aiida-sseff sample fps -o` writes them: the picked frames of the file, verbatim
+            frames = split_xyz_frames(source.read_bytes())
+            target.write_bytes(b''.join(frames[i] for i in result.indices))
             return result.indices
 
         peers = {'bare': bare,

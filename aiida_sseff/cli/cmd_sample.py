@@ -51,6 +51,25 @@ def _write(path: Path, structures: list) -> None:
         raise click.ClickException(f'cannot write the selected structures to `{path}`: {exception}') from exception
 
 
+def _write_selection(path: Path, source: Path, candidates: list, indices: list[int]) -> None:
+    """The selected frames of ``source`` in the order picked, copied verbatim (every key and digit of the file); through
+    ASE's writer only where the file's frames cannot be matched one to one with the structures ASE read."""
+    from aiida_sseff.io.structures import split_xyz_frames
+
+    try:
+        frames = split_xyz_frames(source.read_bytes())
+    except (OSError, ValueError):
+        frames = None
+    if frames is None or len(frames) != len(candidates):
+        _write(path, [candidates[i] for i in indices])
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b''.join(frames[i] for i in indices))
+    except OSError as exception:
+        raise click.ClickException(f'cannot write the selected structures to `{path}`: {exception}') from exception
+
+
 def descriptor_options(function):
     """The options every ``sample`` command shares: descriptor, species handling and the seed set."""
     options = [
@@ -104,7 +123,7 @@ def cmd_fps(structures, model, descriptor, seed_set, per_species, species, as_js
     if not indices:
         raise click.ClickException(f'no structure of `{structures}` is {min_distance} or farther from the seed set: '
                                    'the selection is empty (lower --min-distance)')
-    _write(Path(output), [candidates[i] for i in indices])
+    _write_selection(Path(output), Path(structures), candidates, indices)
     distances = json_distances(result.min_distances)
     if as_json:
         click.echo(json.dumps({'input': str(structures), 'output': str(output), 'n_candidates': len(candidates),
@@ -144,7 +163,7 @@ def cmd_series(structures, model, descriptor, seed_set, per_species, species, as
     rows = []
     for level, indices in enumerate(series, start=1):
         path = folder / f'level_{level}.xyz'
-        _write(path, [dataset[int(i)] for i in indices])
+        _write_selection(path, Path(structures), dataset, [int(i) for i in indices])
         rows.append({'level': level, 'n_structures': int(len(indices)), 'file': str(path),
                      'indices': [int(i) for i in indices]})
     if as_json:

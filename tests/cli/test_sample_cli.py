@@ -193,3 +193,17 @@ def test_element_unknown_to_the_model(llzo, tmp_path):
     assert 'it knows Li, La, Zr, O' in result.output
     seeded = invoke(['fps', train, '--model', model, '--seed-set', copper, '-n', 1, '-o', tmp_path / 'o.xyz'])
     assert seeded.exit_code != 0 and 'copper.xyz`: structure 1 contains Cu' in seeded.output
+
+
+def test_fps_output_is_the_selected_frames_verbatim(llzo, tmp_path):
+    """`sample fps -o` copies the picked frames of the input file byte for byte, in the order picked (no re-serialising:
+    every key and digit of the file is kept)."""
+    from aiida_sseff.io.structures import split_xyz_frames
+
+    train, model = llzo
+    out = tmp_path / 'picked.xyz'
+    data = run_json(['fps', train, '--model', model, '-n', 4, '-o', out])
+    frames = split_xyz_frames(Path(train).read_bytes())
+    assert len(frames) == 25
+    assert out.read_bytes() == b''.join(frames[i] for i in data['indices'])
+    assert len(read(out, ':')) == 4

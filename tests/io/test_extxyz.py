@@ -1,4 +1,5 @@
-"""Tests of aiida_sseff.io.extxyz: train.xyz writing/reading and thin cells in neppo and CPUNEP."""
+"""Tests of aiida_sseff.io.extxyz: train.xyz writing/reading and thin cells in neppo and CPUNEP; and of the XYZ frame
+splitter of aiida_sseff.io.structures."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 
 from aiida_sseff.analysis.geometry import perpendicular_widths
 from aiida_sseff.io.extxyz import check_cell_thickness, read_train_xyz, write_train_xyz
+from aiida_sseff.io.structures import read_extxyz, split_xyz_frames, write_extxyz_bytes
 
 
 def _emt_cell(seed: int = 0) -> Atoms:
@@ -166,3 +168,21 @@ def test_thin_cells_with_reference_llzo_model(reference_dir):
     primitive = bulk('Li2O', 'fluorite', a=4.61)
     primitive.rattle(0.05, seed=1)
     _assert_thin_cell_equals_supercell(reference_dir / 'llzo' / 'nep_training' / 'nep.txt', primitive, 6.0, 5)
+
+
+def test_split_xyz_frames_round_trip_and_errors():
+    """Frames split from a written file are the bytes of each structure written alone; blank lines between frames and
+    a missing final newline are tolerated; a bad count line or a truncated frame is named."""
+    structures = [bulk('LiF', 'rocksalt', a=4.0), bulk('Li', 'bcc', a=3.5, cubic=True).repeat((2, 1, 1))]
+    structures[0].rattle(0.01, seed=1)
+    content = write_extxyz_bytes(structures)
+    frames = split_xyz_frames(content)
+    assert frames == [write_extxyz_bytes([atoms]) for atoms in structures]
+    assert b''.join(frames) == content
+    assert split_xyz_frames(frames[0] + b'\n\n' + frames[1].rstrip(b'\n')) == frames
+    assert [len(atoms) for atoms in read_extxyz(frames[1])] == [4]
+    assert split_xyz_frames(b'') == []
+    with pytest.raises(ValueError, match='line 1: expected the atom count'):
+        split_xyz_frames(b'Li 0 0 0\n')
+    with pytest.raises(ValueError, match='frame of 4 atoms ends after 1 atom lines'):
+        split_xyz_frames(frames[0] + b'4\ncomment\nLi 0 0 0\n')
