@@ -304,6 +304,17 @@ def test_three_architectures_train_and_run_md(neppo_code, mace_code, engine_code
         assert rows[label]['md_atom_steps_per_s'] == [cost['md_speed'][0]['atom_steps_per_s']]
         assert np.isfinite(rows[label]['force_mev_per_angstrom'])
 
+    # the report section (sseff.train) shows these numbers: one row per architecture, the three data splits
+    from aiida_sseff.report.sections.training import architecture_training_section
+
+    text, splits, table = architecture_training_section(node)
+    assert '`NEP`' in text.markdown and 'No model trained' not in text.markdown
+    assert [row[0] for row in splits.rows] == ['train', 'validation', 'test']
+    assert splits.rows[0][1] == results['train_dataset'].n_structures
+    force = table.columns.index('force (meV/Å)')
+    assert {row[0]: row[force] for row in table.rows} == {label: rows[label]['force_mev_per_angstrom']
+                                                          for label in labels}
+
 
 @pytest.mark.slow
 def test_failed_architecture_is_named_and_the_others_reported(neppo_code, aiida_profile, cu_al_structures):
@@ -343,5 +354,9 @@ def test_failed_architecture_is_named_and_the_others_reported(neppo_code, aiida_
     assert results['models']['NEP'].uuid == results['replicas']['NEP'][f'{chosen}_model'].uuid
     summary = results['summary'].get_dict()
     assert summary['failed'] == ['Frozen'] and [row['architecture'] for row in summary['rows']] == ['NEP']
+    from aiida_sseff.report.sections.training import architecture_training_section
+
+    text, _, table = architecture_training_section(node)  # the report names the architecture that failed
+    assert 'No model trained: Frozen.' in text.markdown and [row[0] for row in table.rows] == ['NEP']
     cost = results['cost']['NEP'].get_dict()
     assert set(cost['train_wall_time_s_per_seed']) == {'seed_3', 'seed_4'} and cost['md_speed'] == []
