@@ -160,6 +160,18 @@ def test_loop_converges_on_transport_then_extends_to_the_budget(aiida_profile, e
     new_positions = [atoms.get_positions() for atoms in final[len(previous):]]
     assert not any(np.allclose(new, old.get_positions()) for new in new_positions for old in previous)
 
+    # --- C: extend A with a trust window no frame reaches (50-100 eV/Å): A's committee explores, every frame's
+    # deviation is below the window, nothing is labelled, and the loop ends with exit 411 and its table
+    builder = extension_builder(first, max_labels=3)
+    builder.trust_window = orm.List([50.0, 100.0])
+    _, third = run_get_node(builder)
+    assert third.exit_status == LoopWorkChain.exit_codes.ERROR_NO_FRAME_IN_TRUST_WINDOW.status, third.exit_message
+    assert '[50.0, 100.0]' in third.exit_message and '0 above' in third.exit_message
+    assert not labelling_calls(third)
+    stopped = third.outputs.iterations.get_dict()
+    assert stopped['outcome'].startswith('stopped: no explored frame in the trust window')
+    assert stopped['labels_used'] == 0 and third.outputs.dataset.uuid == first.outputs.dataset.uuid
+
 
 # --- fast checks -------------------------------------------------------------------------------------------------------
 def test_builder_is_the_stages_builders(aiida_profile, engine_code, neppo_code):
