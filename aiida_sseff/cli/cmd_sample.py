@@ -51,16 +51,22 @@ def _write(path: Path, structures: list) -> None:
         raise click.ClickException(f'cannot write the selected structures to `{path}`: {exception}') from exception
 
 
-def _write_selection(path: Path, source: Path, candidates: list, indices: list[int]) -> None:
-    """The selected frames of ``source`` in the order picked, copied verbatim (every key and digit of the file); through
-    ASE's writer only where the file's frames cannot be matched one to one with the structures ASE read."""
+def _frames_of(source: Path, candidates: list) -> list[bytes] | None:
+    """The frames of ``source`` as bytes, one per structure ASE read from it; None where they do not match one to one
+    (then the selection is written through ASE's writer)."""
     from aiida_sseff.io.structures import split_xyz_frames
 
     try:
         frames = split_xyz_frames(source.read_bytes())
     except (OSError, ValueError):
-        frames = None
-    if frames is None or len(frames) != len(candidates):
+        return None
+    return frames if len(frames) == len(candidates) else None
+
+
+def _write_selection(path: Path, frames: list[bytes] | None, candidates: list, indices: list[int]) -> None:
+    """The selected structures in the order picked: the file's own frames, copied verbatim (every key and digit kept),
+    where ``frames`` are known."""
+    if frames is None:
         _write(path, [candidates[i] for i in indices])
         return
     try:
@@ -123,7 +129,7 @@ def cmd_fps(structures, model, descriptor, seed_set, per_species, species, as_js
     if not indices:
         raise click.ClickException(f'no structure of `{structures}` is {min_distance} or farther from the seed set: '
                                    'the selection is empty (lower --min-distance)')
-    _write_selection(Path(output), Path(structures), candidates, indices)
+    _write_selection(Path(output), _frames_of(Path(structures), candidates), candidates, indices)
     distances = json_distances(result.min_distances)
     if as_json:
         click.echo(json.dumps({'input': str(structures), 'output': str(output), 'n_candidates': len(candidates),
@@ -160,10 +166,11 @@ def cmd_series(structures, model, descriptor, seed_set, per_species, species, as
     except ValueError as exception:
         raise click.ClickException(str(exception)) from exception
     folder = Path(output)
+    frames = _frames_of(Path(structures), dataset)
     rows = []
     for level, indices in enumerate(series, start=1):
         path = folder / f'level_{level}.xyz'
-        _write_selection(path, Path(structures), dataset, [int(i) for i in indices])
+        _write_selection(path, frames, dataset, [int(i) for i in indices])
         rows.append({'level': level, 'n_structures': int(len(indices)), 'file': str(path),
                      'indices': [int(i) for i in indices]})
     if as_json:

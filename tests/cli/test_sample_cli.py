@@ -19,6 +19,7 @@ from click.testing import CliRunner
 from aiida_sseff.analysis.descriptors import nep_descriptors, rdf_descriptors, untrained_nep_descriptors
 from aiida_sseff.analysis.fps import farthest_point_sampling
 from aiida_sseff.cli import cmd_root
+from aiida_sseff.io.structures import split_xyz_frames
 
 
 @pytest.fixture(scope='module')
@@ -117,9 +118,12 @@ def test_series_on_llzo_is_nested(llzo, tmp_path):
     sizes = [row['n_structures'] for row in data['levels']]
     assert sizes == [12, 6, 3, 1]  # 25 // 2, 25 // 4, 25 // 8, 25 // 16
     structures = read(train, ':')
+    frames = split_xyz_frames(Path(train).read_bytes())
     previous = None
     for row in data['levels']:
         written = read(folder / f'level_{row["level"]}.xyz', ':')
+        # the file's own frames, verbatim
+        assert (folder / f'level_{row["level"]}.xyz').read_bytes() == b''.join(frames[i] for i in row['indices'])
         assert len(written) == row['n_structures']
         for atoms, index in zip(written, row['indices'], strict=True):
             np.testing.assert_allclose(atoms.positions, structures[index].positions, atol=1e-7)
@@ -198,8 +202,6 @@ def test_element_unknown_to_the_model(llzo, tmp_path):
 def test_fps_output_is_the_selected_frames_verbatim(llzo, tmp_path):
     """`sample fps -o` copies the picked frames of the input file byte for byte, in the order picked (no re-serialising:
     every key and digit of the file is kept)."""
-    from aiida_sseff.io.structures import split_xyz_frames
-
     train, model = llzo
     out = tmp_path / 'picked.xyz'
     data = run_json(['fps', train, '--model', model, '-n', 4, '-o', out])
@@ -207,3 +209,19 @@ def test_fps_output_is_the_selected_frames_verbatim(llzo, tmp_path):
     assert len(frames) == 25
     assert out.read_bytes() == b''.join(frames[i] for i in data['indices'])
     assert len(read(out, ':')) == 4
+
+
+def test_selection_falls_back_to_the_ase_writer(llzo, tmp_path):
+    """Where the file's frames do not match the structures read one to one, the selection is written with ASE's
+    extxyz writer instead (the same structures, labels kept)."""
+    from aiida_sseff.cli.cmd_sample import _frames_of, _write_selection
+
+    train, _ = llzo
+    structures = read(train, ':')
+    assert len(_frames_of(Path(train), structures)) == 25
+    assert _frames_of(Path(train), structures[:3]) is None and _frames_of(tmp_path / 'absent.xyz', structures) is None
+    out = tmp_path / 'sub' / 'fallback.xyz'
+    _write_selection(out, None, structures, [4, 1])
+    written = read(out, ':')
+    assert len(written) == 2
+    np.testing.assert_allclose(written[0].get_forces(), structures[4].get_forces(), atol=1e-7)
