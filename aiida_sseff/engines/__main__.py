@@ -9,7 +9,9 @@
 ``"checkpoint": "restart.npz"`` (continue from that checkpoint) and ``"wall_time_s": 3540`` (stop cleanly, with a
 checkpoint, after that many seconds). Whatever happens, ``report.json`` is written with a ``status`` the parser maps
 to an exit code: ``ok``, ``out_of_walltime``, ``invalid_input``, ``unknown_element``, ``md_unstable``,
-``atoms_too_close``, ``all_failed``, ``error``.
+``atoms_too_close``, ``all_failed``, ``error``; beside it the threads the job ran with and ``software``, the versions
+of Python and of the packages the run loaded (numpy, ASE, calorine, torch, MACE, ...), which the parser keeps in the
+``results`` node.
 """
 
 from __future__ import annotations
@@ -32,6 +34,29 @@ RETURN_CODES = {
     'out_of_walltime': 14,
     'error': 1,
 }
+
+
+#: top-level module -> distribution: the versions the report records, of the packages the run actually loaded
+RECORDED_DISTRIBUTIONS = {'aiida_sseff': 'aiida-sseff', 'numpy': 'numpy', 'scipy': 'scipy', 'ase': 'ase',
+                          'calorine': 'calorine', 'torch': 'torch', 'e3nn': 'e3nn', 'mace': 'mace-torch',
+                          'chgnet': 'chgnet'}
+
+
+def software_versions() -> dict:
+    """Python's version and those of the packages of RECORDED_DISTRIBUTIONS that this process imported (any of their
+    modules), from the installed distributions' metadata: what a number in the report was computed with."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    loaded = {name.partition('.')[0] for name in list(sys.modules)}
+    versions = {'python': platform.python_version()}
+    for module, distribution in RECORDED_DISTRIBUTIONS.items():
+        if module in loaded:
+            try:
+                versions[distribution] = version(distribution)
+            except PackageNotFoundError:  # a module on the path without installed metadata
+                versions[distribution] = None
+    return versions
 
 
 def _run_md(config: dict, directory: Path, started: float) -> dict:
@@ -117,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     report['task'] = args.task
     # the threads this job ran with (its share of the cores, from the submit script): speeds mean little without it
     report['threads'] = int(os.environ['OMP_NUM_THREADS']) if os.environ.get('OMP_NUM_THREADS', '').isdigit() else None
+    report['software'] = software_versions()
     write_report(directory, report)
     if report['status'] == 'out_of_walltime':
         print(f'aiida-sseff-engine md: stopped for the wall time at production step {report["step"]} of '

@@ -39,6 +39,7 @@ def test_md_emt_outputs(aiida_profile, engine_code):
     assert np.all(np.isfinite(thermo.get_array('temperature_K')))
     assert results['snapshots'].n_structures == 3 and results['snapshots'].has_labels is False
     assert results['results']['n_frames'] == 13
+    assert set(results['results']['software']) >= {'python', 'aiida-sseff', 'numpy', 'ase'}  # the versions it ran with
     # positions are unwrapped: the last frame matches the final structure up to a lattice vector
     final = results['structure'].get_ase()
     last = trajectory.get_array('positions')[-1]

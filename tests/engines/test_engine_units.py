@@ -1,6 +1,7 @@
 """The engine without AiiDA: parameter validation, calculator specs, the command-line program's report."""
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -50,6 +51,11 @@ def test_every_ensemble_runs_and_conserves_or_thermostats(tmp_path, ensemble):
     assert main(['md', '--directory', str(tmp_path)]) == 0
     report = json.loads((tmp_path / 'report.json').read_text())
     assert report['status'] == 'ok' and report['n_frames'] == 11
+    # the versions the numbers were computed with
+    import ase
+
+    assert report['software']['ase'] == ase.__version__ and report['software']['numpy'] == np.__version__
+    assert report['software']['python'] == '.'.join(map(str, sys.version_info[:3]))
     thermo = np.loadtxt(tmp_path / 'thermo.dat')
     if ensemble == 'nve':
         drift = np.ptp(thermo[:, 5]) / len(atoms)

@@ -93,6 +93,11 @@ def test_qnep_trained_by_neppo_runs_engine_md(neppo_code, engine_code, llzo_sets
     md, md_node = run_get_node(EngineMdCalculation, code=engine_code, structure=structure, model=model,
                                calculator=orm.Dict({'kind': 'nep'}), parameters=orm.Dict(parameters))
     assert md_node.is_finished_ok, (md_node.exit_status, md_node.exit_message)
+    # the results node records what computed the forces: calorine's version (and torch not loaded for NEP)
+    from importlib.metadata import version
+
+    software = md['results']['software']
+    assert software['calorine'] == version('calorine') and 'torch' not in software
     thermo = md['thermo']
     n_atoms = len(structure.sites)
     total = thermo.get_array('total_energy_eV') / n_atoms
