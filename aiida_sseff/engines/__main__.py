@@ -45,6 +45,8 @@ RECORDED_DISTRIBUTIONS = {'aiida_sseff': 'aiida-sseff', 'numpy': 'numpy', 'scipy
 def software_versions() -> dict:
     """Python's version and those of the packages of RECORDED_DISTRIBUTIONS that this process imported (any of their
     modules), from the installed distributions' metadata: what a number in the report was computed with."""
+    # not data.reference._package_version, the same lookup: that module imports AiiDA, which the engine program on
+    # the compute node does not load (start-up time, issue #14)
     import platform
     from importlib.metadata import PackageNotFoundError, version
 
